@@ -1,0 +1,179 @@
+"""The ``journey`` command: validate, simulate and describe journeys."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from engine.errors import CompileError
+from engine.event_files import read_events
+from engine.project import Project, compile_project
+from engine.simulate import Simulation, iso
+from engine.spec import Journey, Policies
+
+DEFAULT_HORIZON = timedelta(days=30)
+
+app = typer.Typer(
+    name="journey",
+    help="Marketing journeys as code: validate, simulate and run YAML journeys.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _compile(journeys_dir: Path, templates: Path | None) -> Project | None:
+    try:
+        return compile_project(journeys_dir, templates)
+    except CompileError as exc:
+        for diagnostic in exc.diagnostics:
+            print(diagnostic, file=sys.stderr)
+        print(f"{len(exc.diagnostics)} error(s); nothing deployed.", file=sys.stderr)
+        return None
+
+
+@app.command()
+def validate(
+    journeys_dir: Annotated[Path, typer.Argument(help="directory of journey YAML files")],
+    templates: Annotated[
+        Path | None, typer.Option(help="templates directory (default: templates/ beside it)")
+    ] = None,
+) -> int:
+    """Compile every journey in a directory and report every error as file:line:column."""
+    project = _compile(journeys_dir, templates)
+    if project is None:
+        return 1
+    ids = ", ".join(sorted(project.journeys)) or "none"
+    print(f"OK: {len(project.journeys)} journey(s) compile: {ids}")
+    return 0
+
+
+@app.command()
+def schema(
+    policies: Annotated[bool, typer.Option("--policies", help="the policies.yaml schema instead")] = False,
+) -> int:
+    """Print the JSON Schema of journey files (or of policies.yaml), for editors."""
+    model = Policies if policies else Journey
+    document: dict[str, Any] = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    document.update(model.model_json_schema())
+    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _parse_until(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO-8601 time like 2026-03-31T00:00:00Z") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@app.command()
+def simulate(
+    journeys_dir: Annotated[Path, typer.Argument(help="directory of journey YAML files")],
+    events_file: Annotated[Path, typer.Argument(help="Segment messages, one JSON object per line")],
+    until: Annotated[
+        str | None, typer.Option(help="fire timers up to this time (default: last event + 30 days)")
+    ] = None,
+    templates: Annotated[
+        Path | None, typer.Option(help="templates directory (default: templates/ beside the journeys)")
+    ] = None,
+) -> int:
+    """Run the journeys over an event stream on a virtual clock; print what would be sent."""
+    horizon = _parse_until(until) if until else None
+    project = _compile(journeys_dir, templates)
+    if project is None:
+        return 1
+    try:
+        stream = read_events(events_file)
+    except OSError as exc:
+        print(f"{events_file}: cannot read events: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    for error in stream.errors:
+        print(error, file=sys.stderr)
+    out = sys.stdout
+    pending: list[bytes] = []
+
+    def emit(line: dict[str, Any]) -> None:
+        pending.append(orjson.dumps(line))
+        if len(pending) >= 4096:
+            flush()
+
+    def flush() -> None:
+        if pending:
+            out.write(b"\n".join(pending).decode() + "\n")
+            pending.clear()
+
+    simulation = Simulation(project, emit)
+    last = stream.events[-1].timestamp if stream.events else None
+    if horizon is None and last is not None:
+        horizon = last + DEFAULT_HORIZON
+    simulation.run(stream.events, horizon)
+    flush()
+    out.flush()
+    _summarise(simulation, project, stream.events, stream.duplicates, len(stream.errors), last, horizon)
+    return 1 if stream.errors else 0
+
+
+def _summarise(
+    simulation: Simulation,
+    project: Project,
+    events: list[Any],
+    duplicates: int,
+    invalid: int,
+    last: datetime | None,
+    horizon: datetime | None,
+) -> None:
+    err = sys.stderr
+    span = f", {iso(events[0].timestamp)} .. {iso(max(last, horizon) if last and horizon else last)}" if (
+        events and last
+    ) else ""
+    print(
+        f"simulated {len(events)} event(s) ({duplicates} duplicate(s) ignored, "
+        f"{invalid} invalid line(s)) for {len(simulation.users)} user(s){span}",
+        file=err,
+    )
+    for journey_id in sorted(project.journeys):
+        counts = simulation.summary.counts.get(journey_id, {})
+        suppressed = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("suppressed:")}
+        detail = ", ".join(f"{reason} {n}" for reason, n in sorted(suppressed.items()))
+        print(
+            f"  {journey_id}: entered {counts.get('entered', 0)}, sent {counts.get('sent', 0)}, "
+            f"suppressed {sum(suppressed.values())}" + (f" ({detail})" if detail else "")
+            + f", failed {counts.get('failed', 0)}, converted {counts.get('converted', 0)}, "
+            f"exited {counts.get('exited', 0)}, completed {counts.get('completed', 0)}",
+            file=err,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code instead of exiting (the console script exits)."""
+    try:
+        result = app(args=argv if argv is not None else sys.argv[1:], standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.TyperException as exc:  # usage errors: show the usage line and the problem
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show(file=sys.stderr)
+        else:
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+        return int(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,443 @@
+"""Compile one journey file into a :class:`~engine.graph.CompiledJourney`, or say why not.
+
+Every problem is collected as a diagnostic (``file:line:column: message``):
+schema errors per step, unknown keys with a hint, missing or unknown targets,
+unreachable steps, cycles that take no time, unknown channels, missing or broken
+templates (fallback channels included) and bad inline content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import jinja2
+from pydantic import TypeAdapter, ValidationError
+
+from engine import spec
+from engine.channels import ChannelSpec, channel_names, get_channel
+from engine.diagnostics import validation_diagnostics
+from engine.errors import Diagnostic
+from engine.expressions import compile_condition
+from engine.graph import (
+    END,
+    BranchNode,
+    ChannelAttempt,
+    CompiledJourney,
+    Content,
+    EventMatcher,
+    Goal,
+    InlineContent,
+    Node,
+    ReEntry,
+    SendNode,
+    SplitNode,
+    TemplateContent,
+    WaitForNode,
+    WaitNode,
+    listened_names,
+    successors,
+    takes_time,
+)
+from engine.rendering import (
+    MessageParts,
+    PartRenderer,
+    TemplateStore,
+    compile_inline_part,
+    compile_template_parts,
+)
+from engine.yaml_source import Path as DataPath
+from engine.yaml_source import YamlDocument
+
+_STEP_ADAPTER: TypeAdapter[Any] = TypeAdapter(spec.Step)
+_STEP_NAME = re.compile(spec.NAME_PATTERN)
+_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*(/[A-Za-z0-9_][A-Za-z0-9_\-]*)*$")
+
+
+@dataclass
+class TemplateChecker:
+    """Checks each (template, channel) once per directory, remembering file-level problems."""
+
+    store: TemplateStore
+    checked: dict[tuple[str, str], bool] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    digests: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def check(self, name: str, channel: ChannelSpec) -> bool:
+        """Whether a usable default-locale template exists; file problems are recorded once."""
+        key = (name, channel.name)
+        if key in self.checked:
+            return self.checked[key]
+        variants = self.store.variants(name, channel.name)
+        has_default = any(locale is None for locale, _ in variants)
+        digest = hashlib.sha256()
+        ok = has_default
+        for _locale, path in variants:
+            text = path.read_text("utf-8")
+            digest.update(str(path).encode() + b"\0" + text.encode() + b"\0")
+            try:
+                _parts, problems = compile_template_parts(text, str(path), channel)
+            except jinja2.TemplateSyntaxError as exc:
+                self.diagnostics.append(
+                    Diagnostic(str(path), exc.lineno or 1, 1, f"template syntax error: {exc.message}")
+                )
+                ok = False
+                continue
+            for problem in problems:
+                self.diagnostics.append(Diagnostic(str(path), 1, 1, problem))
+                ok = False
+        self.digests[key] = digest.hexdigest()
+        self.checked[key] = ok
+        return ok
+
+
+class _JourneyCompiler:
+    def __init__(self, doc: YamlDocument, templates: TemplateChecker) -> None:
+        self.doc = doc
+        self.templates = templates
+        self.diagnostics: list[Diagnostic] = []
+        self.template_keys: set[tuple[str, str]] = set()
+
+    def error(self, path: DataPath, message: str, *, key: bool = False) -> None:
+        line, column = self.doc.position(path, key=key)
+        self.diagnostics.append(Diagnostic(self.doc.file, line, column, message))
+
+    # -- schema -------------------------------------------------------------
+
+    def validate(self) -> tuple[spec.Journey | None, set[str], bool]:
+        """Schema-validate the document step by step: (model, every step name, all steps ok)."""
+        data = self.doc.data
+        if not isinstance(data, dict):
+            self.error((), "a journey file must be a mapping with id, name, trigger, start and steps")
+            return None, set(), False
+        unknown: list[tuple[dict[str, Any], str, str]] = []
+        context = {spec.UNKNOWN_KEYS_CONTEXT: unknown}
+        raw_steps = data.get("steps")
+        step_names: set[str] = set()
+        valid_steps: dict[str, Any] = {}
+        steps_ok = True
+        if isinstance(raw_steps, dict):
+            for name, body in raw_steps.items():
+                step_names.add(name)
+                try:
+                    valid_steps[name] = _STEP_ADAPTER.validate_python(body, context=context)
+                except ValidationError as exc:
+                    steps_ok = False
+                    self.diagnostics += validation_diagnostics(self.doc, exc, ("steps", name))
+        header = dict(data)
+        if isinstance(raw_steps, dict) and raw_steps:
+            header["steps"] = valid_steps or {"_": spec.WaitStep(wait="1s", next=END)}  # type: ignore[arg-type]
+        model: spec.Journey | None = None
+        try:
+            model = spec.Journey.model_validate(header, context=context)
+        except ValidationError as exc:
+            self.diagnostics += validation_diagnostics(self.doc, exc)
+        self._report_unknown_keys(unknown)
+        if model is not None and isinstance(raw_steps, dict):
+            model = model.model_copy(update={"steps": valid_steps})
+        return model, step_names, steps_ok
+
+    def _report_unknown_keys(self, unknown: list[tuple[dict[str, Any], str, str]]) -> None:
+        paths: dict[int, DataPath] = {}
+
+        def index(value: Any, path: DataPath) -> None:
+            if isinstance(value, dict):
+                paths[id(value)] = path
+                for k, v in value.items():
+                    index(v, (*path, k))
+            elif isinstance(value, list):
+                for i, v in enumerate(value):
+                    index(v, (*path, i))
+
+        index(self.doc.data, ())
+        reported: set[tuple[DataPath, str]] = set()
+        for mapping, key, hint in unknown:
+            path = paths.get(id(mapping), ())
+            if (path, key) not in reported:
+                reported.add((path, key))
+                self.error((*path, key), hint, key=True)
+
+    # -- graph ----------------------------------------------------------------
+
+    def compile(self) -> CompiledJourney | None:
+        model, step_names, steps_ok = self.validate()
+        if model is None:
+            return None
+        for name in step_names:
+            if name == END:
+                self.error(("steps", name), "'end' is reserved (it completes the run); rename the step", key=True)
+            elif not isinstance(name, str) or not _STEP_NAME.match(name):
+                self.error(("steps", name), f"step name {name!r} must match [a-z][a-z0-9_]*", key=True)
+        self._check_target(("start",), model.start, step_names)
+        nodes: dict[str, Node] = {}
+        for name, step in model.steps.items():
+            node = self._node(name, step, step_names)
+            if node is not None:
+                nodes[name] = node
+        if steps_ok and len(nodes) == len(step_names) and model.start in nodes:
+            self._check_reachable(model.start, nodes)
+            self._check_timeless_cycles(nodes)
+        if self.diagnostics:
+            return None
+        journey = CompiledJourney(
+            id=model.id,
+            name=model.name,
+            version=self._version(),
+            source=self.doc.file,
+            trigger=_matcher(model.trigger.event, model.trigger.where),
+            re_entry=_re_entry(model.entry),
+            exits=tuple(_matcher(rule.event, rule.where) for rule in model.exit_when),
+            goal=Goal(_matcher(model.goal.event, model.goal.where), model.goal.within)
+            if model.goal
+            else None,
+            start=model.start,
+            nodes=MappingProxyType(nodes),
+        )
+        return replace(journey, listens_to=listened_names(journey))
+
+    def _version(self) -> str:
+        digest = hashlib.sha256(self.doc.source_text.encode())
+        for key in sorted(self.template_keys):
+            digest.update(self.templates.digests.get(key, "").encode())
+        return digest.hexdigest()[:16]
+
+    def _check_target(self, path: DataPath, target: str, names: set[str]) -> bool:
+        if target == END or target in names:
+            return True
+        close = [n for n in names if n.startswith(target[:3])] if target else []
+        hint = f" (did you mean {sorted(close)[0]!r}?)" if close else ""
+        self.error(path, f"unknown step {target!r}{hint}; targets are step names or 'end'")
+        return False
+
+    def _node(self, name: str, step: Any, names: set[str]) -> Node | None:
+        at: DataPath = ("steps", name)
+        if isinstance(step, spec.WaitStep):
+            self._check_target((*at, "next"), step.next, names)
+            if isinstance(step.wait, spec.WaitUntil):
+                return WaitNode(name, step.next, until=step.wait.until)
+            return WaitNode(name, step.next, delay=step.wait)
+        if isinstance(step, spec.WaitForStep):
+            self._check_target((*at, "on_event"), step.on_event, names)
+            self._check_target((*at, "on_timeout"), step.on_timeout, names)
+            matcher = _matcher(step.wait_for.event, step.wait_for.where)
+            return WaitForNode(name, matcher, step.wait_for.timeout, step.on_event, step.on_timeout)
+        if isinstance(step, spec.SendStep):
+            self._check_target((*at, "next"), step.next, names)
+            attempts = self._attempts(at, step.send)
+            if attempts is None:
+                return None
+            return SendNode(name, attempts, step.next, step.send.ignore_frequency_cap)
+        if isinstance(step, spec.BranchStep):
+            return self._branch(at, name, step, names)
+        assert isinstance(step, spec.SplitStep)
+        for i, arm in enumerate(step.split):
+            self._check_target((*at, "split", i, "next"), arm.next, names)
+        return SplitNode(name, tuple((arm.weight, arm.next) for arm in step.split))
+
+    def _branch(self, at: DataPath, name: str, step: spec.BranchStep, names: set[str]) -> Node | None:
+        cases: list[tuple[Any, str]] = []
+        otherwise: str | None = None
+        for i, item in enumerate(step.branch):
+            if isinstance(item, spec.BranchElse):
+                self._check_target((*at, "branch", i, "else"), item.else_, names)
+                if i != len(step.branch) - 1:
+                    self.error((*at, "branch", i), "'else' must be the last item of a branch")
+                otherwise = item.else_
+            else:
+                self._check_target((*at, "branch", i, "next"), item.next, names)
+                cases.append((compile_condition(item.when), item.next))
+        if otherwise is None:
+            self.error((*at, "branch"), f"branch {name!r} needs a final {{else: STEP}}")
+            return None
+        return BranchNode(name, tuple(cases), otherwise)
+
+    def _attempts(self, at: DataPath, send: spec.SendSpec) -> tuple[ChannelAttempt, ...] | None:
+        channels: list[tuple[DataPath, str]] = [((*at, "send", "channel"), send.channel)]
+        channels += [((*at, "send", "fallback", i), ch) for i, ch in enumerate(send.fallback)]
+        ok = True
+        seen: set[str] = set()
+        specs: list[ChannelSpec] = []
+        for path, name in channels:
+            channel = get_channel(name)
+            if channel is None:
+                self.error(path, f"unknown channel {name!r}; known channels: {', '.join(channel_names())}")
+                ok = False
+            elif name in seen:
+                self.error(path, f"channel {name!r} is tried twice in one send")
+                ok = False
+            else:
+                specs.append(channel)
+            seen.add(name)
+        if not ok:
+            return None
+        if send.template is not None:
+            return self._template_attempts(at, send.template, specs)
+        assert send.content is not None
+        return self._inline_attempts(at, send.content, specs, bool(send.fallback))
+
+    def _template_attempts(
+        self, at: DataPath, name: str, channels: list[ChannelSpec]
+    ) -> tuple[ChannelAttempt, ...] | None:
+        path = (*at, "send", "template")
+        if not _TEMPLATE_NAME.match(name):
+            self.error(path, f"invalid template name {name!r}: use a path like 'cart_abandon/nudge'")
+            return None
+        ok = True
+        for channel in channels:
+            self.template_keys.add((name, channel.name))
+            if not self.templates.store.path_for(name, channel.name).is_file():
+                self.error(
+                    path,
+                    f"no {channel.name} template {name!r}: expected file "
+                    f"{self.templates.store.path_for(name, channel.name)}",
+                )
+                ok = False
+            elif not self.templates.check(name, channel):
+                ok = False
+        if not ok:
+            return None
+        content = TemplateContent(name, self.templates.store)
+        return tuple(ChannelAttempt(channel.name, content) for channel in channels)
+
+    def _inline_attempts(
+        self,
+        at: DataPath,
+        content: Mapping[str, Any],
+        channels: list[ChannelSpec],
+        has_fallback: bool,
+    ) -> tuple[ChannelAttempt, ...] | None:
+        path = (*at, "send", "content")
+        per_channel = all(isinstance(v, dict) for v in content.values())
+        flat = all(isinstance(v, str) for v in content.values())
+        if not (per_channel or flat):
+            self.error(path, "content is either {part: text} or {channel: {part: text}}, not a mix")
+            return None
+        if flat and has_fallback:
+            self.error(
+                path,
+                "with fallback, content maps each channel to its parts: "
+                "{" + ", ".join(f"{c.name}: {{...}}" for c in channels) + "}",
+            )
+            return None
+        by_channel: dict[str, tuple[DataPath, Mapping[str, str]]] = (
+            {name: ((*path, name), parts) for name, parts in content.items()}
+            if per_channel
+            else {channels[0].name: (path, content)}
+        )
+        ok = True
+        for name in by_channel:
+            if name not in {c.name for c in channels}:
+                self.error((*path, name), f"content for {name!r}, which this send does not use", key=True)
+                ok = False
+        attempts = []
+        for channel in channels:
+            if channel.name not in by_channel:
+                self.error(path, f"content gives no parts for channel {channel.name!r}")
+                ok = False
+                continue
+            parts_path, parts = by_channel[channel.name]
+            compiled = self._inline_parts(parts_path, parts, channel)
+            if compiled is None:
+                ok = False
+                continue
+            attempts.append(ChannelAttempt(channel.name, InlineContent(compiled)))
+        return tuple(attempts) if ok else None
+
+    def _inline_parts(
+        self, path: DataPath, parts: Mapping[str, str], channel: ChannelSpec
+    ) -> MessageParts | None:
+        ok = True
+        renderers: dict[str, PartRenderer] = {}
+        for part, text in parts.items():
+            if part not in channel.parts:
+                self.error((*path, part), f"{channel.name} has no part {part!r}; its parts: "
+                           f"{', '.join(channel.parts)}", key=True)
+                ok = False
+                continue
+            try:
+                renderers[part] = compile_inline_part(text, part)
+            except jinja2.TemplateSyntaxError as exc:
+                self.error((*path, part), f"template syntax error: {exc.message}")
+                ok = False
+        missing = [p for p in channel.required_parts if p not in parts]
+        if missing:
+            self.error(path, f"{channel.name} content needs {', '.join(missing)}")
+            ok = False
+        ordered = {p: renderers[p] for p in channel.parts if p in renderers}
+        return MessageParts(f"{self.doc.file}:{'.'.join(map(str, path))}", ordered) if ok else None
+
+    def _check_reachable(self, start: str, nodes: Mapping[str, Node]) -> None:
+        seen = {start}
+        todo = [start]
+        while todo:
+            for target in successors(nodes[todo.pop()]):
+                if target != END and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        for name in nodes:
+            if name not in seen:
+                self.error(("steps", name), f"step {name!r} is unreachable from start {start!r}", key=True)
+
+    def _check_timeless_cycles(self, nodes: Mapping[str, Node]) -> None:
+        """Report each cycle made only of steps that take no time (send, branch, split)."""
+        timeless = {n for n, node in nodes.items() if not takes_time(node)}
+        state: dict[str, int] = {}
+        reported: set[frozenset[str]] = set()
+
+        def visit(name: str, trail: list[str]) -> None:
+            state[name] = 1
+            trail.append(name)
+            for target in successors(nodes[name]):
+                if target not in timeless:
+                    continue
+                if state.get(target) == 1:
+                    cycle = trail[trail.index(target) :]
+                    if frozenset(cycle) not in reported:
+                        reported.add(frozenset(cycle))
+                        loop = " -> ".join([*cycle, target])
+                        self.error(
+                            ("steps", target),
+                            f"cycle takes no time ({loop}); put a wait or wait_for in it",
+                            key=True,
+                        )
+                elif target not in state:
+                    visit(target, trail)
+            trail.pop()
+            state[name] = 2
+
+        for name in sorted(timeless):
+            if name not in state:
+                visit(name, [])
+
+
+def _matcher(names: tuple[str, ...], where: str | None) -> EventMatcher:
+    return EventMatcher(frozenset(names), compile_condition(where) if where else None)
+
+
+def _re_entry(entry: spec.Entry) -> ReEntry:
+    if entry.re_entry.startswith("after"):
+        return ReEntry("after", entry.re_entry_after)
+    return ReEntry(entry.re_entry)
+
+
+def compile_journey(
+    doc: YamlDocument, templates: TemplateChecker
+) -> tuple[CompiledJourney | None, list[Diagnostic]]:
+    """Compile one loaded journey document; returns the journey or its diagnostics."""
+    compiler = _JourneyCompiler(doc, templates)
+    journey = compiler.compile()
+    return journey, compiler.diagnostics
+
+
+def journey_files(directory: Path) -> list[Path]:
+    """The journey files of a directory (``*.yaml``/``*.yml``, not ``policies.yaml``), sorted."""
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and p.suffix in (".yaml", ".yml") and p.stem != "policies"
+    )

@@ -1,0 +1,78 @@
+"""Turn pydantic validation errors into ``file:line:column: message`` diagnostics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.errors import Diagnostic
+from engine.spec import UNION_TAGS
+from engine.yaml_source import Path, YamlDocument
+
+
+def data_path(data: Any, loc: tuple[str | int, ...]) -> Path:
+    """Follow a pydantic ``loc`` through the loaded data, dropping validator and union names.
+
+    The result is a path of real keys and indices, possibly ending in one key that
+    the data lacks (a missing field).
+    """
+    path: list[str | int] = []
+    current = data
+    for segment in loc:
+        if isinstance(current, dict) and segment in current:
+            path.append(segment)
+            current = current[segment]
+        elif isinstance(current, list) and isinstance(segment, int) and segment < len(current):
+            path.append(segment)
+            current = current[segment]
+        elif segment in UNION_TAGS or (isinstance(segment, str) and "[" in segment):
+            continue
+        else:
+            path.append(segment)
+            break
+    return tuple(path)
+
+
+def dotted(path: Path) -> str:
+    """``("steps", "nudge", "branch", 0, "when")`` -> ``steps.nudge.branch[0].when``."""
+    text = ""
+    for segment in path:
+        text += f"[{segment}]" if isinstance(segment, int) else (f".{segment}" if text else segment)
+    return text
+
+
+def _message(error: Any, path: Path, present: bool) -> str:
+    kind = error["type"]
+    msg = str(error["msg"])
+    if kind == "missing":
+        return f"missing required key {path[-1]!r}" if path else "missing required key"
+    if kind == "step_kind":
+        return msg
+    if kind == "string_pattern_mismatch" and path and path[-1] == "id":
+        return "must match [a-z][a-z0-9_]* (lowercase letters, digits, underscores)"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    if present and "input" in error and kind.endswith("_type"):
+        msg = f"{msg}, got {error['input']!r}"
+    return msg
+
+
+def validation_diagnostics(
+    doc: YamlDocument, exc: ValidationError, prefix: Path = ()
+) -> list[Diagnostic]:
+    """One diagnostic per distinct error, located in ``doc``; ``prefix`` roots the locs."""
+    seen: set[tuple[Path, str]] = set()
+    diagnostics = []
+    for error in exc.errors():
+        path = data_path(doc.data, (*prefix, *error["loc"]))
+        present = path in doc.value_marks
+        message = _message(error, path, present)
+        if (path, message) in seen:
+            continue
+        seen.add((path, message))
+        line, column = doc.position(path)
+        where = dotted(path)
+        diagnostics.append(Diagnostic(doc.file, line, column, f"{where}: {message}" if where else message))
+    return diagnostics

@@ -1,0 +1,65 @@
+"""Durations (``1h30m``, ``7d``) and times of day (``"10:00"``) as journey files write them."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta, tzinfo
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(?:\d+[smhdw])+")
+_PART = re.compile(r"(\d+)([smhdw])")
+_TIME_OF_DAY = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?")
+
+
+def parse_duration(text: object) -> timedelta:
+    """Parse ``<integer><unit>`` repeated (units s m h d w) into a positive timedelta.
+
+    Raises ValueError with a message fit for the journey author.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"a duration is written like '45m', '1h30m' or '7d', not {text!r}")
+    compact = text.strip()
+    if not _DURATION.fullmatch(compact):
+        raise ValueError(
+            f"invalid duration {text!r}: use <integer><unit> with units s m h d w, "
+            "e.g. '45m', '1h30m', '7d'"
+        )
+    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(compact))
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {text!r}: a duration must be positive")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """The shortest journey-file spelling of a positive timedelta (``90m`` -> ``1h30m``)."""
+    seconds = int(delta.total_seconds())
+    parts = []
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+def parse_time_of_day(text: object) -> time:
+    """Parse ``HH:MM`` (or ``HH:MM:SS``), 24-hour clock."""
+    if not isinstance(text, str) or not _TIME_OF_DAY.fullmatch(text.strip()):
+        raise ValueError(f"invalid time of day {text!r}: write it quoted as \"HH:MM\", e.g. \"10:00\"")
+    hour, minute, second = _TIME_OF_DAY.fullmatch(text.strip()).groups()  # type: ignore[union-attr]
+    return time(int(hour), int(minute), int(second or 0))
+
+
+def next_local_time(now: datetime, at: time, zone: tzinfo) -> datetime:
+    """The first instant strictly after ``now`` whose wall clock in ``zone`` reads ``at``.
+
+    A wall time that does not exist that day (a DST gap) resolves as zoneinfo does:
+    the instant the clock would show had it not jumped.
+    """
+    local_date = now.astimezone(zone).date()
+    for day in (local_date, local_date + timedelta(days=1), local_date + timedelta(days=2)):
+        # Compare as instants: same-tzinfo comparisons would compare wall clocks only.
+        candidate = datetime.combine(day, at, tzinfo=zone).astimezone(now.tzinfo)
+        if candidate > now:
+            return candidate
+    raise AssertionError("unreachable: a wall time recurs within two days")

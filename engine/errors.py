@@ -1,0 +1,87 @@
+"""The engine's error tree, split by who must act.
+
+::
+
+    JourneyError                      base of everything the engine raises on purpose
+    ├── DefinitionError               the journey author fixes the YAML or a template
+    │   └── CompileError              a journey directory failed to compile (all diagnostics)
+    ├── EventError                    the upstream system fixes the payload
+    │   └── InvalidMessage            one Segment message is malformed (names the field)
+    ├── DeliveryError                 a channel provider refused or failed a message
+    │   ├── TransientDeliveryError    retry later (``retry_after`` seconds, if the provider said)
+    │   └── PermanentDeliveryError    do not retry; the send step may fall back
+    ├── RenderError                   a template or inline content could not be rendered
+    └── EngineError                   ops must look: a bug, a broken store, a lost invariant
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class JourneyError(Exception):
+    """Base class of every error the engine raises deliberately."""
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One problem found in a journey directory, located as ``file:line:column``."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class DefinitionError(JourneyError):
+    """A journey, policy or template definition is wrong; its author must fix it."""
+
+
+class CompileError(DefinitionError):
+    """A journey directory did not compile; carries every diagnostic, not just the first."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        self.diagnostics = tuple(sorted(diagnostics))
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+class EventError(JourneyError):
+    """An incoming event cannot be accepted; the upstream system must fix it."""
+
+
+class InvalidMessage(EventError):
+    """A Segment message is malformed. ``field`` names the offending field (dotted path)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.reason = message
+        named = not field or message.startswith(f"{field}:")
+        super().__init__(message if named else f"{field}: {message}")
+
+
+class DeliveryError(JourneyError):
+    """A channel sender could not deliver a message."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """Delivery failed for now; the same message may be retried after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Delivery can never succeed for this message (bad address, rejected content...)."""
+
+
+class RenderError(JourneyError):
+    """A template or inline content failed to render; the message is recorded as failed."""
+
+
+class EngineError(JourneyError):
+    """Something inside the engine is broken; ops must act."""

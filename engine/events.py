@@ -1,0 +1,199 @@
+"""Segment-spec messages (track, identify, page, screen, alias, group), validated.
+
+The same JSON is accepted everywhere: the HTTP API, event files and tests
+(journey-format section 7). A malformed message raises
+:class:`~engine.errors.InvalidMessage` naming the field; unknown extra fields
+(``context``, ``integrations``, ``sentAt``...) are allowed, as Segment allows them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from engine.errors import InvalidMessage
+
+MESSAGE_TYPES = ("track", "identify", "page", "screen", "alias", "group")
+
+
+def _id_text(value: Any) -> Any:
+    """SDKs may send numeric ids; they are the same user as their decimal text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    """A timestamp without an offset is taken as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Id = Annotated[str, BeforeValidator(_id_text), Field(min_length=1, max_length=512)]
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    userId: Id | None = None
+    anonymousId: Id | None = None
+    messageId: Id | None = None
+    timestamp: Timestamp | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _someone(self) -> _Message:
+        if self.userId is None and self.anonymousId is None:
+            raise ValueError("userId or anonymousId is required")
+        return self
+
+
+class Track(_Message):
+    type: Literal["track"]
+    event: str = Field(min_length=1, max_length=512)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Identify(_Message):
+    type: Literal["identify"]
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+
+class Page(_Message):
+    type: Literal["page"]
+    name: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Screen(_Message):
+    type: Literal["screen"]
+    name: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Group(_Message):
+    type: Literal["group"]
+    groupId: Id
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+
+class Alias(_Message):
+    type: Literal["alias"]
+    userId: Id
+    previousId: Id
+
+
+Message = Annotated[Track | Identify | Page | Screen | Group | Alias, Field(discriminator="type")]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated message, in the shape the engine works with."""
+
+    type: str
+    name: str | None
+    message_id: str
+    user_id: str | None
+    anonymous_id: str | None
+    timestamp: datetime
+    properties: dict[str, Any]
+    traits: dict[str, Any]
+    previous_id: str | None = None
+    context: dict[str, Any] | None = None
+
+    def data(self) -> dict[str, Any]:
+        """The event as conditions and templates see it (``trigger``/``event``)."""
+        return {
+            "type": self.type,
+            "event": self.name if self.type == "track" else None,
+            "name": self.name,
+            "properties": self.properties,
+            "traits": self.traits,
+            "timestamp": self.timestamp,
+            "messageId": self.message_id,
+            "userId": self.user_id,
+            "anonymousId": self.anonymous_id,
+            "context": self.context or {},
+        }
+
+
+def _field(loc: tuple[str | int, ...]) -> str:
+    parts = [str(p) for p in loc if str(p) not in MESSAGE_TYPES]
+    return ".".join(parts)
+
+
+def parse_message(
+    raw: Any,
+    *,
+    default_message_id: str | None = None,
+    default_timestamp: datetime | None = None,
+) -> Event:
+    """Validate one Segment message.
+
+    A message without ``messageId`` gets ``default_message_id``; without
+    ``timestamp``, ``default_timestamp`` (the time it was received). When no
+    default is given the field is required.
+    """
+    if not isinstance(raw, dict):
+        raise InvalidMessage("", "a message must be a JSON object")
+    kind = raw.get("type")
+    if kind not in MESSAGE_TYPES:
+        if kind is None:
+            raise InvalidMessage("type", "missing; expected one of " + ", ".join(MESSAGE_TYPES))
+        raise InvalidMessage("type", f"unknown type {kind!r}; expected one of " + ", ".join(MESSAGE_TYPES))
+    try:
+        message = _ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        problems = []
+        first = ""
+        for error in exc.errors():
+            name = _field(error["loc"])
+            msg = str(error["msg"]).removeprefix("Value error, ")
+            if not name and "userId or anonymousId" in msg:
+                name = "userId"
+            first = first or name
+            problems.append(f"{name}: {msg}" if name else msg)
+        raise InvalidMessage(first, "; ".join(problems)) from None
+    message_id = message.messageId or default_message_id
+    if message_id is None:
+        raise InvalidMessage("messageId", "required")
+    timestamp = message.timestamp or default_timestamp
+    if timestamp is None:
+        raise InvalidMessage("timestamp", "required (ISO-8601, e.g. 2026-03-01T10:00:00Z)")
+    name: str | None = None
+    properties: dict[str, Any] = {}
+    traits: dict[str, Any] = {}
+    previous_id: str | None = None
+    if isinstance(message, Track):
+        name, properties = message.event, message.properties
+    elif isinstance(message, Page | Screen):
+        name, properties = message.name, message.properties
+    elif isinstance(message, Identify | Group):
+        traits = message.traits
+    else:
+        previous_id = message.previousId
+    return Event(
+        type=raw["type"],
+        name=name,
+        message_id=message_id,
+        user_id=message.userId,
+        anonymous_id=message.anonymousId,
+        timestamp=_utc(timestamp),
+        properties=properties,
+        traits=traits,
+        previous_id=previous_id,
+        context=message.context or None,
+    )

@@ -1,0 +1,78 @@
+"""Conditions (``where``, ``when``) as sandboxed Jinja2 expressions, compiled once.
+
+Marketers write these, so they run in Jinja2's ``ImmutableSandboxedEnvironment``:
+no access to Python internals, no mutation, no I/O. Names in scope are ``profile``,
+``trigger``, ``event``, ``user_id`` and ``now`` (journey-format section 4).
+
+A condition that cannot be evaluated (a missing name or attribute, a type error,
+anything the sandbox forbids) is *false*: an author's typo must never start or
+move a journey by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+Scope = Mapping[str, Any]
+
+
+class JourneySandbox(ImmutableSandboxedEnvironment):
+    """The sandbox for every piece of marketer-written text.
+
+    ``a.b`` on a dict prefers the key ``b`` over the dict method of that name, so
+    ``properties.items`` or ``traits.values`` reach the data the way authors expect.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+def make_sandbox(*, autoescape: bool = False) -> JourneySandbox:
+    """A sandbox that fails on undefined names (templates) and can autoescape (html)."""
+    return JourneySandbox(
+        undefined=jinja2.StrictUndefined,
+        autoescape=autoescape,
+        keep_trailing_newline=False,
+    )
+
+
+_ENV = make_sandbox()
+
+
+class ExpressionSyntaxError(ValueError):
+    """An expression does not parse; the message says where and why."""
+
+
+@lru_cache(maxsize=4096)
+def compile_condition(source: str) -> Callable[[Scope], bool]:
+    """Compile ``source`` once into a predicate; raises ExpressionSyntaxError if it won't parse."""
+    try:
+        expression = _ENV.compile_expression(source, undefined_to_none=False)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ExpressionSyntaxError(f"invalid expression {source!r}: {exc.message}") from None
+
+    def condition(scope: Scope) -> bool:
+        try:
+            return bool(expression(**scope))
+        # A condition that raises is false by contract (journey-format sections 4 and 9);
+        # the sandbox raises SecurityError, StrictUndefined raises UndefinedError, and
+        # comparisons raise TypeError: all mean "not met".
+        except Exception:
+            return False
+
+    return condition
+
+
+def check_expression(source: object) -> str:
+    """Validate that ``source`` is a parsable expression string and return it."""
+    if not isinstance(source, str) or not source.strip():
+        raise ExpressionSyntaxError("an expression must be a non-empty string")
+    compile_condition(source)
+    return source

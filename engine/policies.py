@@ -1,0 +1,174 @@
+"""Messaging policies: consent, address, frequency caps and quiet hours (format section 6).
+
+Each policy is a small pure decision, applied in a fixed order before every send:
+subscription, address, frequency caps, quiet hours. The first that objects
+decides; a message that passes them all is allowed, possibly deferred to the end
+of the user's quiet hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engine import spec
+from engine.channels import ChannelSpec
+from engine.durations import next_local_time
+
+UNSUBSCRIBED = "unsubscribed"
+NO_ADDRESS = "no_address"
+FREQUENCY_CAP = "frequency_cap"
+QUIET_HOURS = "quiet_hours"
+#: After these, a send falls back to its next channel (format sections 6 and 9).
+FALLBACK_REASONS = frozenset({UNSUBSCRIBED, NO_ADDRESS})
+
+
+@dataclass(frozen=True, slots=True)
+class Allow:
+    """Send at ``at`` (now, or the end of quiet hours when deferred)."""
+
+    at: datetime
+    deferred: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Suppress:
+    reason: str
+
+
+Decision = Allow | Suppress
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A message that counts toward caps: sent, in flight, or deferred to ``at``."""
+
+    channel: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    channel: str
+    limit: int
+    per: timedelta
+
+    def applies_to(self, channel: str) -> bool:
+        return self.channel in ("any", channel)
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    start: time
+    end: time
+    channels: frozenset[str] | None
+    defer: bool
+
+    def applies_to(self, channel: str) -> bool:
+        return self.start != self.end and (self.channels is None or channel in self.channels)
+
+    def contains(self, local: time) -> bool:
+        """``[start, end)``, wrapping midnight when start > end."""
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicies:
+    """The policies file, compiled; the defaults apply when there is no file."""
+
+    timezone: ZoneInfo
+    quiet_hours: QuietHours | None = None
+    caps: tuple[Cap, ...] = ()
+    opt_in_channels: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_spec(cls, model: spec.Policies) -> CompiledPolicies:
+        quiet = model.quiet_hours
+        return cls(
+            timezone=ZoneInfo(model.timezone),
+            quiet_hours=QuietHours(
+                quiet.start,
+                quiet.end,
+                frozenset(quiet.channels) if quiet.channels is not None else None,
+                quiet.action == "defer",
+            )
+            if quiet
+            else None,
+            caps=tuple(Cap(c.channel, c.limit, c.per) for c in model.frequency_caps),
+            opt_in_channels=frozenset(model.opt_in_channels),
+        )
+
+    def zone_for(self, profile: Mapping[str, Any]) -> ZoneInfo:
+        """The profile's ``timezone`` trait when it names a real zone, else the default."""
+        name = profile.get("timezone")
+        zone = _zone(name) if isinstance(name, str) and name else None
+        return zone or self.timezone
+
+    def consent(self, channel: ChannelSpec, profile: Mapping[str, Any]) -> Suppress | None:
+        """Steps 1 and 2: subscription, then address."""
+        subscriptions = profile.get("subscriptions")
+        subscribed = subscriptions.get(channel.name) if isinstance(subscriptions, dict) else None
+        if subscribed is False or (channel.name in self.opt_in_channels and subscribed is not True):
+            return Suppress(UNSUBSCRIBED)
+        address = profile.get(channel.address_trait)
+        if address is None or address == "" or isinstance(address, dict | list):
+            return Suppress(NO_ADDRESS)
+        return None
+
+    def decide(
+        self,
+        channel: ChannelSpec,
+        profile: Mapping[str, Any],
+        now: datetime,
+        sent: Sequence[SentMessage],
+        *,
+        ignore_frequency_cap: bool = False,
+    ) -> Decision:
+        """Apply the whole chain for one attempt on ``channel`` at ``now``."""
+        refused = self.consent(channel, profile)
+        if refused:
+            return refused
+        at, deferred = now, False
+        quiet = self.quiet_hours
+        in_quiet = False
+        if quiet and quiet.applies_to(channel.name):
+            zone = self.zone_for(profile)
+            in_quiet = quiet.contains(now.astimezone(zone).time())
+            if in_quiet and quiet.defer:
+                at, deferred = next_local_time(now, quiet.end, zone), True
+        if not ignore_frequency_cap and self.capped(channel.name, at, sent):
+            return Suppress(FREQUENCY_CAP)
+        if in_quiet and not deferred:
+            return Suppress(QUIET_HOURS)
+        return Allow(at, deferred)
+
+    def capped(self, channel: str, at: datetime, sent: Sequence[SentMessage]) -> bool:
+        """Whether one more message at ``at`` would break any rolling window.
+
+        Windows are ``(t - per, t]``. Deferred messages may already sit in the
+        future, so every window that would hold the new message is checked, not
+        only the one ending at ``at``.
+        """
+        for cap in self.caps:
+            if not cap.applies_to(channel):
+                continue
+            times = sorted(m.at for m in sent if cap.applies_to(m.channel) and abs(m.at - at) < cap.per)
+            for end in [at, *(t for t in times if t > at)]:
+                in_window = sum(1 for t in times if end - cap.per < t <= end) + 1
+                if in_window > cap.limit:
+                    return True
+        return False

@@ -1,0 +1,200 @@
+"""Message content: templates and inline parts, rendered in the sandbox.
+
+A channel's message has named parts (``text``; ``subject``/``html``/``text``;
+``content``; ``title``/``body``/``url``). A template file defines them as Jinja2
+blocks named after the part; a one-part channel may use the whole file instead.
+
+``template: cart_abandon/nudge`` on ``sms`` is ``templates/cart_abandon/nudge.sms.j2``.
+A locale variant ``templates/<locale>/cart_abandon/nudge.sms.j2`` wins when the
+profile's ``locale`` trait matches: ``zh-CN``, then ``zh``, then the default.
+
+Only the ``html`` part is autoescaped: it is compiled by a second, autoescaping
+sandbox. Undefined names fail the render (``StrictUndefined``), and every part is
+capped in size so a runaway loop cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from engine.channels import ChannelSpec
+from engine.errors import RenderError
+from engine.expressions import make_sandbox
+
+MAX_PART_CHARS = 256 * 1024
+HTML_PARTS = frozenset({"html"})
+
+_TEXT_ENV = make_sandbox(autoescape=False)
+_HTML_ENV = make_sandbox(autoescape=True)
+
+PartRenderer = Callable[[Mapping[str, Any]], str]
+
+
+def _env_for(part: str) -> jinja2.Environment:
+    return _HTML_ENV if part in HTML_PARTS else _TEXT_ENV
+
+
+def _capped(chunks: Iterator[str], part: str) -> str:
+    size = 0
+    out: list[str] = []
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_PART_CHARS:
+            raise RenderError(f"part {part!r} is longer than {MAX_PART_CHARS} characters")
+        out.append(chunk)
+    return "".join(out)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, jinja2.UndefinedError):
+        return f"undefined: {exc.message}"
+    if isinstance(exc, jinja2.exceptions.SecurityError):
+        return f"forbidden by the sandbox: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True)
+class MessageParts:
+    """Compiled parts of one message for one channel and locale."""
+
+    source: str
+    renderers: Mapping[str, PartRenderer]
+
+    def render(self, scope: Mapping[str, Any]) -> dict[str, str]:
+        """Render every part; raises RenderError naming the part and the cause."""
+        rendered: dict[str, str] = {}
+        for part, renderer in self.renderers.items():
+            try:
+                rendered[part] = renderer(scope)
+            except RenderError:
+                raise
+            # Marketer-written text can fail in many ways (undefined names, type errors,
+            # sandbox refusals); each becomes a failed message, never a crashed run.
+            except Exception as exc:
+                raise RenderError(f"{self.source}: part {part!r}: {_describe(exc)}") from None
+        return rendered
+
+
+def _block_renderer(template: jinja2.Template, block: str, part: str) -> PartRenderer:
+    def render(scope: Mapping[str, Any]) -> str:
+        context = template.new_context(dict(scope))
+        return _capped(template.blocks[block](context), part)
+
+    return render
+
+
+def _whole_renderer(template: jinja2.Template, part: str) -> PartRenderer:
+    def render(scope: Mapping[str, Any]) -> str:
+        context = template.new_context(dict(scope))
+        return _capped(template.root_render_func(context), part)
+
+    return render
+
+
+def compile_template_parts(
+    source: str, origin: str, channel: ChannelSpec
+) -> tuple[MessageParts, list[str]]:
+    """Compile a template file's text for ``channel``: (parts, problems).
+
+    Raises jinja2.TemplateSyntaxError when the text does not parse.
+    """
+    text_template = _TEXT_ENV.from_string(source)
+    blocks = set(text_template.blocks)
+    renderers: dict[str, PartRenderer] = {}
+    problems: list[str] = []
+    if not blocks and channel.single_part:
+        renderers[channel.single_part] = _whole_renderer(text_template, channel.single_part)
+        return MessageParts(origin, renderers), problems
+    html_template = _HTML_ENV.from_string(source) if blocks & HTML_PARTS else None
+    for part in channel.parts:
+        if part not in blocks:
+            if part in channel.required_parts:
+                problems.append(
+                    f"template has no '{{% block {part} %}}' (channel {channel.name} needs "
+                    f"{', '.join(channel.required_parts)})"
+                )
+            continue
+        template = html_template if part in HTML_PARTS and html_template else text_template
+        renderers[part] = _block_renderer(template, part, part)
+    return MessageParts(origin, renderers), problems
+
+
+def compile_inline_part(source: str, part: str) -> PartRenderer:
+    """Compile one inline part (journey-file text). Raises jinja2.TemplateSyntaxError."""
+    template = _env_for(part).from_string(source)
+    return _whole_renderer(template, part)
+
+
+def locale_chain(locale: object) -> tuple[str, ...]:
+    """``zh_CN`` / ``zh-CN`` -> ``("zh-CN", "zh")``; anything else -> ``()``."""
+    if not isinstance(locale, str) or not locale.strip():
+        return ()
+    tag = locale.strip().replace("_", "-")
+    pieces = tag.split("-")
+    chain = [tag]
+    if len(pieces) > 1:
+        chain.append(pieces[0])
+    return tuple(chain)
+
+
+@dataclass
+class TemplateStore:
+    """Finds and compiles template files under one directory, caching each compile."""
+
+    root: Path
+    _cache: dict[tuple[str, str, str], MessageParts | None] = field(default_factory=dict)
+    _locale_dirs: dict[str, str] | None = None
+
+    def path_for(self, name: str, channel: str, locale: str | None = None) -> Path:
+        """The file that would hold ``name`` for ``channel`` in ``locale`` (None: default)."""
+        base = self.root / locale if locale else self.root
+        return base / f"{name}.{channel}.j2"
+
+    def _locale_dir(self, tag: str) -> str | None:
+        """The directory spelling of a locale tag, matched case-insensitively."""
+        if self._locale_dirs is None:
+            self._locale_dirs = (
+                {p.name.lower(): p.name for p in self.root.iterdir() if p.is_dir()}
+                if self.root.is_dir()
+                else {}
+            )
+        return self._locale_dirs.get(tag.lower())
+
+    def variants(self, name: str, channel: str) -> list[tuple[str | None, Path]]:
+        """Every existing file for ``name`` on ``channel``: the default first, then locales."""
+        found: list[tuple[str | None, Path]] = []
+        default = self.path_for(name, channel)
+        if default.is_file():
+            found.append((None, default))
+        if self.root.is_dir():
+            for directory in sorted(p for p in self.root.iterdir() if p.is_dir()):
+                candidate = self.path_for(name, channel, directory.name)
+                if candidate.is_file() and candidate != default:
+                    found.append((directory.name, candidate))
+        return found
+
+    def resolve(self, name: str, channel: ChannelSpec, locale: object) -> MessageParts | None:
+        """The compiled parts for the best locale match, or None when no file exists."""
+        for tag in (*locale_chain(locale), ""):
+            directory = self._locale_dir(tag) if tag else ""
+            if directory is None:
+                continue
+            key = (name, channel.name, directory)
+            if key not in self._cache:
+                self._cache[key] = self._load(name, channel, directory or None)
+            parts = self._cache[key]
+            if parts is not None:
+                return parts
+        return None
+
+    def _load(self, name: str, channel: ChannelSpec, locale: str | None) -> MessageParts | None:
+        path = self.path_for(name, channel.name, locale)
+        if not path.is_file():
+            return None
+        parts, _problems = compile_template_parts(path.read_text("utf-8"), str(path), channel)
+        return parts

@@ -1,0 +1,573 @@
+"""The pure journey runtime: ``advance`` decides, the caller carries out.
+
+``enter`` starts a run and ``advance`` moves one run by one input (an event, a
+fired timer or a delivery result). Both are pure: they read their arguments
+only (the compiled journey, the run, the input, ``now``, the user's profile and
+send history, the policies) and return the new run state plus a list of
+commands. No I/O, no clock, no globals: ``journey simulate``, the tests and the
+live workers run exactly this code.
+
+Commands tell the caller what to persist and do: trace/record facts
+(:class:`Entered`, :class:`Converted`, :class:`Exited`, :class:`Completed`,
+:class:`Suppressed`), manage timers (:class:`ScheduleTimer`,
+:class:`CancelTimer`) and messages (:class:`ScheduleMessage` for a send
+deferred by quiet hours, :class:`Dispatch` to render and deliver now,
+:class:`CancelMessage`). After a :class:`Dispatch` the run waits on its send step
+until the caller feeds back a :class:`DeliveryResult`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from engine.channels import get_channel
+from engine.errors import EngineError
+from engine.graph import (
+    END,
+    BranchNode,
+    CompiledJourney,
+    EventMatcher,
+    SendNode,
+    SplitNode,
+    WaitForNode,
+    WaitNode,
+)
+from engine.policies import FALLBACK_REASONS, CompiledPolicies, SentMessage, Suppress
+from engine.durations import next_local_time
+
+ACTIVE, COMPLETED, EXITED = "active", "completed", "exited"
+MAX_TRANSITIONS = 10_000
+
+EventData = Mapping[str, Any]
+
+
+# -- inputs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventInput:
+    """A user's event. ``name`` is what journeys match (track ``event``, page/screen ``name``)."""
+
+    name: str | None
+    data: EventData
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    timer_id: str
+
+
+SENT, RENDER_FAILED, UNDELIVERABLE = "sent", "failed", "undeliverable"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """How a dispatched message ended: ``sent``, ``failed`` (no fallback) or
+    ``undeliverable`` (a permanent delivery failure: the next fallback channel is tried)."""
+
+    message_id: str
+    outcome: Literal["sent", "failed", "undeliverable"]
+
+
+Input = EventInput | TimerFired | DeliveryResult
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """What the runtime may know of the user: id, merged traits, messages counting for caps."""
+
+    user_id: str
+    profile: Mapping[str, Any]
+    sent: Sequence[SentMessage] = ()
+
+
+# -- state ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """What a run on a step waits for."""
+
+    kind: Literal["timer", "event", "delivery", "deferred"]
+    timer_id: str | None = None
+    message_id: str | None = None
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """One user's pass through one journey."""
+
+    run_id: str
+    journey_id: str
+    version: str
+    user_id: str
+    entered_at: datetime
+    trigger: EventData
+    event: EventData
+    status: str = ACTIVE
+    step: str | None = None
+    visits: Mapping[str, int] = field(default_factory=dict)
+    waiting: Waiting | None = None
+    converted_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status == ACTIVE
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunFact:
+    """A fact about a run, for the record and the trace."""
+
+    run_id: str
+    journey_id: str
+    user_id: str
+    at: datetime
+
+
+class Entered(RunFact):
+    __slots__ = ()
+
+
+class Converted(RunFact):
+    __slots__ = ()
+
+
+class Exited(RunFact):
+    __slots__ = ()
+
+
+class Completed(RunFact):
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """Identifies one message: the run, step, visit and channel it belongs to."""
+
+    message_id: str
+    run_id: str
+    journey_id: str
+    user_id: str
+    step: str
+    channel: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    message: MessageRef
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleMessage:
+    """A send deferred by quiet hours: it counts toward caps at ``at`` from now on."""
+
+    message: MessageRef
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Render and deliver now, then feed back a DeliveryResult."""
+
+    message: MessageRef
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CancelMessage:
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTimer:
+    timer_id: str
+    run_id: str
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    timer_id: str
+
+
+Command = (
+    Entered
+    | Converted
+    | Exited
+    | Completed
+    | Suppressed
+    | ScheduleMessage
+    | Dispatch
+    | CancelMessage
+    | ScheduleTimer
+    | CancelTimer
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    run: RunState
+    commands: tuple[Command, ...]
+
+
+# -- ids --------------------------------------------------------------------------
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def make_run_id(journey_id: str, user_id: str, entry_number: int) -> str:
+    """Deterministic: the ``entry_number``-th entry of ``user_id`` into the journey."""
+    return "run_" + _digest("run", journey_id, user_id, str(entry_number))[:24]
+
+
+def make_message_id(run_id: str, step: str, visit: int, channel: str) -> str:
+    """Deterministic per (run, step, visit of that step, channel): the idempotency key."""
+    return "msg_" + _digest("msg", run_id, step, str(visit), channel)[:24]
+
+
+def split_bucket(user_id: str, journey_id: str, step: str, total: int) -> int:
+    """A stable number in ``[0, total)`` for (user, journey, step)."""
+    return int(_digest("split", user_id, journey_id, step)[:15], 16) % total
+
+
+# -- scopes -----------------------------------------------------------------------
+
+
+def scope(run: RunState, user: UserView, now: datetime, event: EventData | None = None) -> dict[str, Any]:
+    """The names conditions and templates see (format section 4).
+
+    ``event`` is the run's latest moving event, or, inside a ``where``, the event
+    being matched.
+    """
+    return {
+        "profile": user.profile,
+        "trigger": run.trigger,
+        "event": run.event if event is None else event,
+        "user_id": user.user_id,
+        "now": now,
+    }
+
+
+def trigger_scope(event: EventData, user: UserView, now: datetime) -> dict[str, Any]:
+    """The scope of a trigger's ``where``: the candidate event is both trigger and event."""
+    return {"profile": user.profile, "trigger": event, "event": event, "user_id": user.user_id, "now": now}
+
+
+def _matches(matcher: EventMatcher, item: EventInput, make_scope: Callable[[], Mapping[str, Any]]) -> bool:
+    return matcher.matches(item.name, make_scope)
+
+
+# -- entry ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EntryHistory:
+    """How often and when a user last entered a journey."""
+
+    count: int = 0
+    last_entered_at: datetime | None = None
+
+
+def may_enter(
+    journey: CompiledJourney,
+    item: EventInput,
+    now: datetime,
+    user: UserView,
+    history: EntryHistory,
+    has_active_run: bool,
+) -> bool:
+    """Whether ``item`` starts a run of ``journey`` for ``user`` now (trigger and re-entry rules)."""
+    if has_active_run or not journey.trigger.wants(item.name):
+        return False
+    if history.count:
+        rule = journey.re_entry
+        if rule.mode == "never":
+            return False
+        if rule.mode == "after":
+            assert rule.after is not None and history.last_entered_at is not None
+            if now - history.last_entered_at < rule.after:
+                return False
+    return _matches(journey.trigger, item, lambda: trigger_scope(item.data, user, now))
+
+
+def enter(
+    journey: CompiledJourney,
+    run_id: str,
+    item: EventInput,
+    now: datetime,
+    user: UserView,
+    policies: CompiledPolicies,
+) -> Transition:
+    """Start a run (the caller has checked :func:`may_enter`) and walk it to its first pause."""
+    run = RunState(
+        run_id=run_id,
+        journey_id=journey.id,
+        version=journey.version,
+        user_id=user.user_id,
+        entered_at=now,
+        trigger=item.data,
+        event=item.data,
+    )
+    walker = _Walker(journey, run, now, user, policies)
+    walker.emit(Entered(run_id, journey.id, user.user_id, now))
+    walker.goto(journey.start)
+    return walker.result()
+
+
+# -- advance ----------------------------------------------------------------------
+
+
+def advance(
+    journey: CompiledJourney,
+    run: RunState,
+    item: Input,
+    now: datetime,
+    user: UserView,
+    policies: CompiledPolicies,
+) -> Transition:
+    """Apply one input to one run. Inputs that do not concern the run change nothing."""
+    if run.user_id != user.user_id:
+        run = replace(run, user_id=user.user_id)
+    walker = _Walker(journey, run, now, user, policies)
+    if isinstance(item, EventInput):
+        walker.on_event(item)
+    elif isinstance(item, TimerFired):
+        walker.on_timer(item.timer_id)
+    else:
+        walker.on_delivery(item)
+    return walker.result()
+
+
+def goal_open(journey: CompiledJourney, run: RunState, now: datetime) -> bool:
+    """Whether the run can still convert at ``now`` (the window outlives the run)."""
+    return (
+        journey.goal is not None
+        and run.converted_at is None
+        and now <= run.entered_at + journey.goal.within
+    )
+
+
+class _Walker:
+    """Accumulates one transition. Private: the public surface is enter/advance."""
+
+    def __init__(
+        self,
+        journey: CompiledJourney,
+        run: RunState,
+        now: datetime,
+        user: UserView,
+        policies: CompiledPolicies,
+    ) -> None:
+        self.journey = journey
+        self.run = run
+        self.now = now
+        self.user = user
+        self.policies = policies
+        self.commands: list[Command] = []
+        self.transitions = 0
+
+    def emit(self, command: Command) -> None:
+        self.commands.append(command)
+
+    def result(self) -> Transition:
+        return Transition(self.run, tuple(self.commands))
+
+    def fact(self, kind: type[RunFact]) -> RunFact:
+        return kind(self.run.run_id, self.run.journey_id, self.user.user_id, self.now)
+
+    # -- inputs --
+
+    def on_event(self, item: EventInput) -> None:
+        run, journey = self.run, self.journey
+        if item.message_id == run.trigger.get("messageId"):
+            return  # the trigger never converts, exits or resumes its own run
+        candidate = lambda: scope(run, self.user, self.now, item.data)  # noqa: E731
+        if goal_open(journey, run, self.now) and journey.goal and _matches(journey.goal.matcher, item, candidate):
+            self.run = replace(self.run, converted_at=self.now)
+            self.emit(self.fact(Converted))
+        if not run.active:
+            return
+        for matcher in journey.exits:
+            if _matches(matcher, item, candidate):
+                self.end(EXITED)
+                return
+        waiting = run.waiting
+        node = journey.nodes.get(run.step or "")
+        if waiting and waiting.kind == "event" and isinstance(node, WaitForNode):
+            if _matches(node.matcher, item, candidate):
+                assert waiting.timer_id is not None
+                self.emit(CancelTimer(waiting.timer_id))
+                self.run = replace(self.run, event=item.data, waiting=None)
+                self.goto(node.on_event)
+
+    def on_timer(self, timer_id: str) -> None:
+        waiting = self.run.waiting
+        if not self.run.active or waiting is None or waiting.timer_id != timer_id:
+            return  # a stale timer: the run moved on or ended
+        node = self.journey.nodes[self.run.step or ""]
+        self.run = replace(self.run, waiting=None)
+        if isinstance(node, WaitNode):
+            self.goto(node.next)
+        elif isinstance(node, WaitForNode):
+            self.goto(node.on_timeout)
+        elif isinstance(node, SendNode) and waiting.kind == "deferred":
+            self.deliver_deferred(node, waiting)
+        else:
+            raise EngineError(f"timer {timer_id} fired on step {node.name} which sets no timer")
+
+    def on_delivery(self, result: DeliveryResult) -> None:
+        waiting = self.run.waiting
+        if not self.run.active or waiting is None or waiting.message_id != result.message_id:
+            return
+        node = self.journey.nodes[self.run.step or ""]
+        assert isinstance(node, SendNode)
+        self.run = replace(self.run, waiting=None)
+        next_step: str | None = node.next
+        if result.outcome == UNDELIVERABLE and waiting.attempt + 1 < len(node.attempts):
+            next_step = self.attempt(node, waiting.attempt + 1)
+        if next_step is not None:
+            self.goto(next_step)
+
+    # -- movement --
+
+    def end(self, status: str) -> None:
+        waiting = self.run.waiting
+        if waiting and waiting.timer_id:
+            self.emit(CancelTimer(waiting.timer_id))
+        if waiting and waiting.kind == "deferred" and waiting.message_id:
+            self.emit(CancelMessage(waiting.message_id))
+        self.run = replace(self.run, status=status, step=None, waiting=None, ended_at=self.now)
+        self.emit(self.fact(Exited if status == EXITED else Completed))
+
+    def goto(self, target: str) -> None:
+        """Walk from ``target`` through steps that take no time, up to the next pause."""
+        while True:
+            self.transitions += 1
+            if self.transitions > MAX_TRANSITIONS:
+                raise EngineError(f"run {self.run.run_id} looped {MAX_TRANSITIONS} times without pausing")
+            if target == END:
+                self.end(COMPLETED)
+                return
+            node = self.journey.nodes[target]
+            visits = dict(self.run.visits)
+            visits[target] = visits.get(target, 0) + 1
+            self.run = replace(self.run, step=target, visits=visits, waiting=None)
+            if isinstance(node, WaitNode):
+                self.pause_until(self.wait_due(node), "timer")
+                return
+            if isinstance(node, WaitForNode):
+                self.pause_until(self.now + node.timeout, "event")
+                return
+            if isinstance(node, BranchNode):
+                target = self.choose(node)
+            elif isinstance(node, SplitNode):
+                bucket = split_bucket(self.user.user_id, self.journey.id, node.name, node.total_weight)
+                for weight, arm in node.arms:
+                    if bucket < weight:
+                        target = arm
+                        break
+                    bucket -= weight
+            else:
+                next_step = self.attempt(node, 0)
+                if next_step is None:
+                    return
+                target = next_step
+
+    def wait_due(self, node: WaitNode) -> datetime:
+        if node.delay is not None:
+            return self.now + node.delay
+        assert node.until is not None
+        return next_local_time(self.now, node.until, self.policies.zone_for(self.user.profile))
+
+    def pause_until(self, due: datetime, kind: Literal["timer", "event"]) -> None:
+        step = self.run.step or ""
+        timer_id = f"{self.run.run_id}/{step}/{self.run.visits.get(step, 0)}"
+        self.run = replace(self.run, waiting=Waiting(kind, timer_id=timer_id))
+        self.emit(ScheduleTimer(timer_id, self.run.run_id, due))
+
+    def choose(self, node: BranchNode) -> str:
+        current = scope(self.run, self.user, self.now)
+        for condition, target in node.cases:
+            if condition(current):
+                return target
+        return node.otherwise
+
+    def message(self, node: SendNode, attempt: int) -> MessageRef:
+        channel = node.attempts[attempt].channel
+        visit = self.run.visits.get(node.name, 0)
+        return MessageRef(
+            make_message_id(self.run.run_id, node.name, visit, channel),
+            self.run.run_id,
+            self.journey.id,
+            self.user.user_id,
+            node.name,
+            channel,
+            attempt,
+        )
+
+    def attempt(self, node: SendNode, attempt: int) -> str | None:
+        """Try channels from ``attempt`` on. Returns the step to go to, or None when paused."""
+        for index in range(attempt, len(node.attempts)):
+            ref = self.message(node, index)
+            channel = get_channel(ref.channel)
+            if channel is None:
+                raise EngineError(f"channel {ref.channel!r} is no longer registered")
+            decision = self.policies.decide(
+                channel,
+                self.user.profile,
+                self.now,
+                self.user.sent,
+                ignore_frequency_cap=node.ignore_frequency_cap,
+            )
+            if isinstance(decision, Suppress):
+                self.emit(Suppressed(ref, decision.reason, self.now))
+                if decision.reason in FALLBACK_REASONS:
+                    continue
+                return node.next
+            if decision.deferred:
+                timer_id = f"{ref.message_id}/deliver"
+                self.emit(ScheduleMessage(ref, decision.at))
+                self.emit(ScheduleTimer(timer_id, self.run.run_id, decision.at))
+                self.run = replace(
+                    self.run,
+                    waiting=Waiting("deferred", timer_id=timer_id, message_id=ref.message_id, attempt=index),
+                )
+                return None
+            self.dispatch(ref, index)
+            return None
+        return node.next
+
+    def dispatch(self, ref: MessageRef, index: int) -> None:
+        self.emit(Dispatch(ref, self.now))
+        self.run = replace(self.run, waiting=Waiting("delivery", message_id=ref.message_id, attempt=index))
+
+    def deliver_deferred(self, node: SendNode, waiting: Waiting) -> None:
+        """Quiet hours are over. Consent and address are checked again (they may have
+        changed overnight); the cap slot was taken when the send was deferred."""
+        ref = self.message(node, waiting.attempt)
+        channel = get_channel(ref.channel)
+        assert channel is not None
+        refused = self.policies.consent(channel, self.user.profile)
+        if refused is None:
+            self.dispatch(ref, waiting.attempt)
+            return
+        self.emit(Suppressed(ref, refused.reason, self.now))
+        next_step = self.attempt(node, waiting.attempt + 1) if waiting.attempt + 1 < len(node.attempts) else node.next
+        if next_step is not None:
+            self.goto(next_step)

@@ -1,0 +1,136 @@
+"""Safe YAML loading that remembers where every key and value stood in the file.
+
+Journey errors must name ``file:line:column``. PyYAML's composer keeps a mark on every
+node, so we compose the node tree ourselves, build plain Python values from it and
+record the 1-based position of each value and each mapping key by its path
+(a tuple of keys and list indices). Duplicate keys, which PyYAML silently
+overwrites, are reported instead.
+
+The resolver follows YAML 1.2 where YAML 1.1 surprises authors: ``yes``/``no``/
+``on``/``off`` stay strings and ``10:00`` is not the sexagesimal integer 600.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Path = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2-style booleans and no sexagesimal numbers."""
+
+
+_Loader.yaml_implicit_resolvers = {}
+for _first, _resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
+    _kept = [
+        (tag, regexp)
+        for tag, regexp in _resolvers
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+    ]
+    if _kept:
+        _Loader.yaml_implicit_resolvers[_first] = _kept
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+@dataclass
+class SourceProblem:
+    """A problem found while reading the file itself (syntax, duplicate keys)."""
+
+    line: int
+    column: int
+    message: str
+
+
+@dataclass
+class YamlDocument:
+    """A loaded document: its value plus where each piece of it came from."""
+
+    file: str
+    data: Any
+    source_text: str = ""
+    value_marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    problems: list[SourceProblem] = field(default_factory=list)
+
+    def position(self, path: Path, *, key: bool = False) -> tuple[int, int]:
+        """The position of ``path``'s value (or its key, with ``key=True``).
+
+        A path that is not in the file (a missing field) falls back to the key of its
+        nearest ancestor, which is where the author has to add it.
+        """
+        exact = self.key_marks if key else self.value_marks
+        if path in exact:
+            return exact[path]
+        probe = tuple(path[:-1])
+        while probe:
+            if probe in self.key_marks:
+                return self.key_marks[probe]
+            probe = probe[:-1]
+        return (1, 1)
+
+
+def load_yaml(text: str, file: str) -> YamlDocument:
+    """Load one YAML document safely. Syntax errors become ``problems``, never exceptions."""
+    doc = YamlDocument(file=file, data=None, source_text=text)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            doc.data = _build(loader, node, (), doc)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        doc.problems.append(SourceProblem(line, column, f"invalid YAML: {exc.problem or exc}"))
+        doc.data = None
+    except yaml.YAMLError as exc:
+        doc.problems.append(SourceProblem(1, 1, f"invalid YAML: {exc}"))
+        doc.data = None
+    finally:
+        loader.dispose()
+    return doc
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _build(loader: _Loader, node: yaml.Node, path: Path, doc: YamlDocument) -> Any:
+    doc.value_marks[path] = _mark(node)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
+                line, column = _mark(key_node)
+                doc.problems.append(SourceProblem(line, column, "a mapping key must be a plain value"))
+                continue
+            key_text = key if isinstance(key, str) else str(key)
+            if key_text in result:
+                line, column = _mark(key_node)
+                doc.problems.append(SourceProblem(line, column, f"duplicate key {key_text!r}"))
+                continue
+            doc.key_marks[(*path, key_text)] = _mark(key_node)
+            result[key_text] = _build(loader, value_node, (*path, key_text), doc)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(loader, item, (*path, i), doc) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import orjson
 import typer
@@ -27,13 +27,13 @@ app = typer.Typer(
 )
 
 
-def _compile(journeys_dir: Path, templates: Path | None) -> Project | None:
+def _compile(journeys_dir: Path, templates: Path | None, report: TextIO) -> Project | None:
     try:
         return compile_project(journeys_dir, templates)
     except CompileError as exc:
         for diagnostic in exc.diagnostics:
-            print(diagnostic, file=sys.stderr)
-        print(f"{len(exc.diagnostics)} error(s); nothing deployed.", file=sys.stderr)
+            print(diagnostic, file=report)
+        print(f"{len(exc.diagnostics)} error(s); nothing deployed.", file=report)
         return None
 
 
@@ -45,7 +45,7 @@ def validate(
     ] = None,
 ) -> int:
     """Compile every journey in a directory and report every error as file:line:column."""
-    project = _compile(journeys_dir, templates)
+    project = _compile(journeys_dir, templates, sys.stdout)
     if project is None:
         return 1
     ids = ", ".join(sorted(project.journeys)) or "none"
@@ -55,7 +55,9 @@ def validate(
 
 @app.command()
 def schema(
-    policies: Annotated[bool, typer.Option("--policies", help="the policies.yaml schema instead")] = False,
+    policies: Annotated[
+        bool, typer.Option("--policies", help="the policies.yaml schema instead")
+    ] = False,
 ) -> int:
     """Print the JSON Schema of journey files (or of policies.yaml), for editors."""
     model = Policies if policies else Journey
@@ -69,7 +71,9 @@ def _parse_until(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is not an ISO-8601 time like 2026-03-31T00:00:00Z") from None
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO-8601 time like 2026-03-31T00:00:00Z"
+        ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
@@ -81,12 +85,13 @@ def simulate(
         str | None, typer.Option(help="fire timers up to this time (default: last event + 30 days)")
     ] = None,
     templates: Annotated[
-        Path | None, typer.Option(help="templates directory (default: templates/ beside the journeys)")
+        Path | None,
+        typer.Option(help="templates directory (default: templates/ beside the journeys)"),
     ] = None,
 ) -> int:
     """Run the journeys over an event stream on a virtual clock; print what would be sent."""
     horizon = _parse_until(until) if until else None
-    project = _compile(journeys_dir, templates)
+    project = _compile(journeys_dir, templates, sys.stderr)
     if project is None:
         return 1
     try:
@@ -116,7 +121,9 @@ def simulate(
     simulation.run(stream.events, horizon)
     flush()
     out.flush()
-    _summarise(simulation, project, stream.events, stream.duplicates, len(stream.errors), last, horizon)
+    _summarise(
+        simulation, project, stream.events, stream.duplicates, len(stream.errors), last, horizon
+    )
     return 1 if stream.errors else 0
 
 
@@ -130,21 +137,26 @@ def _summarise(
     horizon: datetime | None,
 ) -> None:
     err = sys.stderr
-    span = f", {iso(events[0].timestamp)} .. {iso(max(last, horizon) if last and horizon else last)}" if (
-        events and last
-    ) else ""
+    span = (
+        f", {iso(events[0].timestamp)} .. {iso(max(last, horizon) if last and horizon else last)}"
+        if (events and last)
+        else ""
+    )
     print(
         f"simulated {len(events)} event(s) ({duplicates} duplicate(s) ignored, "
         f"{invalid} invalid line(s)) for {len(simulation.users)} user(s){span}",
         file=err,
     )
     for journey_id in sorted(project.journeys):
-        counts = simulation.summary.counts.get(journey_id, {})
-        suppressed = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("suppressed:")}
+        counts = simulation.summary.counts[journey_id]
+        suppressed = {
+            k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("suppressed:")
+        }
         detail = ", ".join(f"{reason} {n}" for reason, n in sorted(suppressed.items()))
         print(
             f"  {journey_id}: entered {counts.get('entered', 0)}, sent {counts.get('sent', 0)}, "
-            f"suppressed {sum(suppressed.values())}" + (f" ({detail})" if detail else "")
+            f"suppressed {sum(suppressed.values())}"
+            + (f" ({detail})" if detail else "")
             + f", failed {counts.get('failed', 0)}, converted {counts.get('converted', 0)}, "
             f"exited {counts.get('exited', 0)}, completed {counts.get('completed', 0)}",
             file=err,

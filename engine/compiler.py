@@ -8,6 +8,7 @@ templates (fallback channels included) and bad inline content.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from collections.abc import Mapping
@@ -29,7 +30,6 @@ from engine.graph import (
     BranchNode,
     ChannelAttempt,
     CompiledJourney,
-    Content,
     EventMatcher,
     Goal,
     InlineContent,
@@ -41,8 +41,6 @@ from engine.graph import (
     WaitForNode,
     WaitNode,
     listened_names,
-    successors,
-    takes_time,
 )
 from engine.rendering import (
     MessageParts,
@@ -84,7 +82,9 @@ class TemplateChecker:
                 _parts, problems = compile_template_parts(text, str(path), channel)
             except jinja2.TemplateSyntaxError as exc:
                 self.diagnostics.append(
-                    Diagnostic(str(path), exc.lineno or 1, 1, f"template syntax error: {exc.message}")
+                    Diagnostic(
+                        str(path), exc.lineno or 1, 1, f"template syntax error: {exc.message}"
+                    )
                 )
                 ok = False
                 continue
@@ -109,11 +109,17 @@ class _JourneyCompiler:
 
     # -- schema -------------------------------------------------------------
 
-    def validate(self) -> tuple[spec.Journey | None, set[str], bool]:
-        """Schema-validate the document step by step: (model, every step name, all steps ok)."""
+    def validate(self) -> tuple[spec.Journey | None, set[str], dict[str, Any], bool]:
+        """Schema-validate the document step by step.
+
+        Returns the journey model (None if its header is broken), every step name,
+        the steps that validated, and whether all of them did.
+        """
         data = self.doc.data
         if not isinstance(data, dict):
-            self.error((), "a journey file must be a mapping with id, name, trigger, start and steps")
+            self.error(
+                (), "a journey file must be a mapping with id, name, trigger, start and steps"
+            )
             return None, set(), False
         unknown: list[tuple[dict[str, Any], str, str]] = []
         context = {spec.UNKNOWN_KEYS_CONTEXT: unknown}
@@ -130,17 +136,17 @@ class _JourneyCompiler:
                     steps_ok = False
                     self.diagnostics += validation_diagnostics(self.doc, exc, ("steps", name))
         header = dict(data)
-        if isinstance(raw_steps, dict) and raw_steps:
-            header["steps"] = valid_steps or {"_": spec.WaitStep(wait="1s", next=END)}  # type: ignore[arg-type]
+        if isinstance(raw_steps, dict):
+            header["steps"] = valid_steps
         model: spec.Journey | None = None
         try:
             model = spec.Journey.model_validate(header, context=context)
         except ValidationError as exc:
-            self.diagnostics += validation_diagnostics(self.doc, exc)
+            # With broken steps, "steps should have at least 1 item" only repeats them.
+            errors = [e for e in exc.errors() if steps_ok or e["loc"] != ("steps",)]
+            self.diagnostics += validation_diagnostics(self.doc, errors)
         self._report_unknown_keys(unknown)
-        if model is not None and isinstance(raw_steps, dict):
-            model = model.model_copy(update={"steps": valid_steps})
-        return model, step_names, steps_ok
+        return model, step_names, valid_steps, steps_ok
 
     def _report_unknown_keys(self, unknown: list[tuple[dict[str, Any], str, str]]) -> None:
         paths: dict[int, DataPath] = {}
@@ -165,23 +171,32 @@ class _JourneyCompiler:
     # -- graph ----------------------------------------------------------------
 
     def compile(self) -> CompiledJourney | None:
-        model, step_names, steps_ok = self.validate()
-        if model is None:
-            return None
+        model, step_names, steps, steps_ok = self.validate()
         for name in step_names:
             if name == END:
-                self.error(("steps", name), "'end' is reserved (it completes the run); rename the step", key=True)
+                self.error(
+                    ("steps", name),
+                    "'end' is reserved (it completes the run); rename the step",
+                    key=True,
+                )
             elif not isinstance(name, str) or not _STEP_NAME.match(name):
-                self.error(("steps", name), f"step name {name!r} must match [a-z][a-z0-9_]*", key=True)
-        self._check_target(("start",), model.start, step_names)
+                self.error(
+                    ("steps", name), f"step name {name!r} must match [a-z][a-z0-9_]*", key=True
+                )
         nodes: dict[str, Node] = {}
-        for name, step in model.steps.items():
+        for name, step in steps.items():
             node = self._node(name, step, step_names)
             if node is not None:
                 nodes[name] = node
-        if steps_ok and len(nodes) == len(step_names) and model.start in nodes:
-            self._check_reachable(model.start, nodes)
-            self._check_timeless_cycles(nodes)
+        edges = {name: _step_targets(step) for name, step in steps.items()}
+        self._check_timeless_cycles(
+            edges, {n for n, step in steps.items() if not _takes_time(step)}
+        )
+        if model is None:
+            return None
+        self._check_target(("start",), model.start, step_names)
+        if steps_ok and model.start in steps:
+            self._check_reachable(model.start, edges)
         if self.diagnostics:
             return None
         journey = CompiledJourney(
@@ -209,8 +224,8 @@ class _JourneyCompiler:
     def _check_target(self, path: DataPath, target: str, names: set[str]) -> bool:
         if target == END or target in names:
             return True
-        close = [n for n in names if n.startswith(target[:3])] if target else []
-        hint = f" (did you mean {sorted(close)[0]!r}?)" if close else ""
+        close = difflib.get_close_matches(target, sorted(names), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         self.error(path, f"unknown step {target!r}{hint}; targets are step names or 'end'")
         return False
 
@@ -239,7 +254,9 @@ class _JourneyCompiler:
             self._check_target((*at, "split", i, "next"), arm.next, names)
         return SplitNode(name, tuple((arm.weight, arm.next) for arm in step.split))
 
-    def _branch(self, at: DataPath, name: str, step: spec.BranchStep, names: set[str]) -> Node | None:
+    def _branch(
+        self, at: DataPath, name: str, step: spec.BranchStep, names: set[str]
+    ) -> Node | None:
         cases: list[tuple[Any, str]] = []
         otherwise: str | None = None
         for i, item in enumerate(step.branch):
@@ -265,7 +282,9 @@ class _JourneyCompiler:
         for path, name in channels:
             channel = get_channel(name)
             if channel is None:
-                self.error(path, f"unknown channel {name!r}; known channels: {', '.join(channel_names())}")
+                self.error(
+                    path, f"unknown channel {name!r}; known channels: {', '.join(channel_names())}"
+                )
                 ok = False
             elif name in seen:
                 self.error(path, f"channel {name!r} is tried twice in one send")
@@ -285,7 +304,9 @@ class _JourneyCompiler:
     ) -> tuple[ChannelAttempt, ...] | None:
         path = (*at, "send", "template")
         if not _TEMPLATE_NAME.match(name):
-            self.error(path, f"invalid template name {name!r}: use a path like 'cart_abandon/nudge'")
+            self.error(
+                path, f"invalid template name {name!r}: use a path like 'cart_abandon/nudge'"
+            )
             return None
         ok = True
         for channel in channels:
@@ -332,7 +353,9 @@ class _JourneyCompiler:
         ok = True
         for name in by_channel:
             if name not in {c.name for c in channels}:
-                self.error((*path, name), f"content for {name!r}, which this send does not use", key=True)
+                self.error(
+                    (*path, name), f"content for {name!r}, which this send does not use", key=True
+                )
                 ok = False
         attempts = []
         for channel in channels:
@@ -355,8 +378,11 @@ class _JourneyCompiler:
         renderers: dict[str, PartRenderer] = {}
         for part, text in parts.items():
             if part not in channel.parts:
-                self.error((*path, part), f"{channel.name} has no part {part!r}; its parts: "
-                           f"{', '.join(channel.parts)}", key=True)
+                self.error(
+                    (*path, part),
+                    f"{channel.name} has no part {part!r}; its parts: {', '.join(channel.parts)}",
+                    key=True,
+                )
                 ok = False
                 continue
             try:
@@ -371,28 +397,31 @@ class _JourneyCompiler:
         ordered = {p: renderers[p] for p in channel.parts if p in renderers}
         return MessageParts(f"{self.doc.file}:{'.'.join(map(str, path))}", ordered) if ok else None
 
-    def _check_reachable(self, start: str, nodes: Mapping[str, Node]) -> None:
+    def _check_reachable(self, start: str, edges: Mapping[str, tuple[str, ...]]) -> None:
         seen = {start}
         todo = [start]
         while todo:
-            for target in successors(nodes[todo.pop()]):
-                if target != END and target not in seen:
+            for target in edges[todo.pop()]:
+                if target in edges and target not in seen:
                     seen.add(target)
                     todo.append(target)
-        for name in nodes:
+        for name in edges:
             if name not in seen:
-                self.error(("steps", name), f"step {name!r} is unreachable from start {start!r}", key=True)
+                self.error(
+                    ("steps", name), f"step {name!r} is unreachable from start {start!r}", key=True
+                )
 
-    def _check_timeless_cycles(self, nodes: Mapping[str, Node]) -> None:
+    def _check_timeless_cycles(
+        self, edges: Mapping[str, tuple[str, ...]], timeless: set[str]
+    ) -> None:
         """Report each cycle made only of steps that take no time (send, branch, split)."""
-        timeless = {n for n, node in nodes.items() if not takes_time(node)}
         state: dict[str, int] = {}
         reported: set[frozenset[str]] = set()
 
         def visit(name: str, trail: list[str]) -> None:
             state[name] = 1
             trail.append(name)
-            for target in successors(nodes[name]):
+            for target in edges[name]:
                 if target not in timeless:
                     continue
                 if state.get(target) == 1:
@@ -413,6 +442,24 @@ class _JourneyCompiler:
         for name in sorted(timeless):
             if name not in state:
                 visit(name, [])
+
+
+def _step_targets(step: Any) -> tuple[str, ...]:
+    """Where a validated step may go next."""
+    if isinstance(step, spec.WaitStep | spec.SendStep):
+        return (step.next,)
+    if isinstance(step, spec.WaitForStep):
+        return (step.on_event, step.on_timeout)
+    if isinstance(step, spec.BranchStep):
+        return tuple(
+            item.else_ if isinstance(item, spec.BranchElse) else item.next for item in step.branch
+        )
+    return tuple(arm.next for arm in step.split)
+
+
+def _takes_time(step: Any) -> bool:
+    """Whether passing through a step always lets time pass (for the cycle check)."""
+    return isinstance(step, spec.WaitStep | spec.WaitForStep)
 
 
 def _matcher(names: tuple[str, ...], where: str | None) -> EventMatcher:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from engine.errors import Diagnostic
 from engine.spec import UNION_TAGS
@@ -20,12 +22,12 @@ def data_path(data: Any, loc: tuple[str | int, ...]) -> Path:
     path: list[str | int] = []
     current = data
     for segment in loc:
-        if isinstance(current, dict) and segment in current:
+        present = (isinstance(current, dict) and segment in current) or (
+            isinstance(current, list) and isinstance(segment, int) and 0 <= segment < len(current)
+        )
+        if present:
             path.append(segment)
-            current = current[segment]
-        elif isinstance(current, list) and isinstance(segment, int) and segment < len(current):
-            path.append(segment)
-            current = current[segment]
+            current = cast(Any, current)[segment]
         elif segment in UNION_TAGS or (isinstance(segment, str) and "[" in segment):
             continue
         else:
@@ -60,12 +62,16 @@ def _message(error: Any, path: Path, present: bool) -> str:
 
 
 def validation_diagnostics(
-    doc: YamlDocument, exc: ValidationError, prefix: Path = ()
+    doc: YamlDocument,
+    errors: ValidationError | Sequence[ErrorDetails],
+    prefix: Path = (),
 ) -> list[Diagnostic]:
     """One diagnostic per distinct error, located in ``doc``; ``prefix`` roots the locs."""
+    if isinstance(errors, ValidationError):
+        errors = errors.errors()
     seen: set[tuple[Path, str]] = set()
     diagnostics = []
-    for error in exc.errors():
+    for error in errors:
         path = data_path(doc.data, (*prefix, *error["loc"]))
         present = path in doc.value_marks
         message = _message(error, path, present)
@@ -74,5 +80,7 @@ def validation_diagnostics(
         seen.add((path, message))
         line, column = doc.position(path)
         where = dotted(path)
-        diagnostics.append(Diagnostic(doc.file, line, column, f"{where}: {message}" if where else message))
+        diagnostics.append(
+            Diagnostic(doc.file, line, column, f"{where}: {message}" if where else message)
+        )
     return diagnostics

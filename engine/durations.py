@@ -45,7 +45,7 @@ def format_duration(delta: timedelta) -> str:
 def parse_time_of_day(text: object) -> time:
     """Parse ``HH:MM`` (or ``HH:MM:SS``), 24-hour clock."""
     if not isinstance(text, str) or not _TIME_OF_DAY.fullmatch(text.strip()):
-        raise ValueError(f"invalid time of day {text!r}: write it quoted as \"HH:MM\", e.g. \"10:00\"")
+        raise ValueError(f'invalid time of day {text!r}: write it quoted as "HH:MM", e.g. "10:00"')
     hour, minute, second = _TIME_OF_DAY.fullmatch(text.strip()).groups()  # type: ignore[union-attr]
     return time(int(hour), int(minute), int(second or 0))
 

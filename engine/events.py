@@ -153,19 +153,21 @@ def parse_message(
     if kind not in MESSAGE_TYPES:
         if kind is None:
             raise InvalidMessage("type", "missing; expected one of " + ", ".join(MESSAGE_TYPES))
-        raise InvalidMessage("type", f"unknown type {kind!r}; expected one of " + ", ".join(MESSAGE_TYPES))
+        raise InvalidMessage(
+            "type", f"unknown type {kind!r}; expected one of " + ", ".join(MESSAGE_TYPES)
+        )
     try:
         message = _ADAPTER.validate_python(raw)
     except ValidationError as exc:
         problems = []
         first = ""
         for error in exc.errors():
-            name = _field(error["loc"])
+            where = _field(error["loc"])
             msg = str(error["msg"]).removeprefix("Value error, ")
-            if not name and "userId or anonymousId" in msg:
-                name = "userId"
-            first = first or name
-            problems.append(f"{name}: {msg}" if name else msg)
+            if not where and "userId or anonymousId" in msg:
+                where = "userId"
+            first = first or where
+            problems.append(f"{where}: {msg}" if where else msg)
         raise InvalidMessage(first, "; ".join(problems)) from None
     message_id = message.messageId or default_message_id
     if message_id is None:

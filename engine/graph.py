@@ -147,19 +147,3 @@ def listened_names(journey: CompiledJourney) -> frozenset[str]:
         if isinstance(node, WaitForNode):
             names |= node.matcher.names
     return frozenset(names)
-
-
-def successors(node: Node) -> tuple[str, ...]:
-    """The targets a node may go to next."""
-    if isinstance(node, WaitNode | SendNode):
-        return (node.next,)
-    if isinstance(node, WaitForNode):
-        return (node.on_event, node.on_timeout)
-    if isinstance(node, BranchNode):
-        return (*(target for _, target in node.cases), node.otherwise)
-    return tuple(target for _, target in node.arms)
-
-
-def takes_time(node: Node) -> bool:
-    """Whether passing through the node always lets time pass (for the cycle check)."""
-    return isinstance(node, WaitNode | WaitForNode)

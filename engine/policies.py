@@ -166,7 +166,9 @@ class CompiledPolicies:
         for cap in self.caps:
             if not cap.applies_to(channel):
                 continue
-            times = sorted(m.at for m in sent if cap.applies_to(m.channel) and abs(m.at - at) < cap.per)
+            times = sorted(
+                m.at for m in sent if cap.applies_to(m.channel) and abs(m.at - at) < cap.per
+            )
             for end in [at, *(t for t in times if t > at)]:
                 in_window = sum(1 for t in times if end - cap.per < t <= end) + 1
                 if in_window > cap.limit:

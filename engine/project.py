@@ -88,14 +88,18 @@ def _compile_policies(path: Path, display: str) -> tuple[CompiledPolicies | None
         diagnostics.append(Diagnostic(display, line, column, hint))
     channel_refs: list[tuple[tuple[str | int, ...], str]] = []
     if model.quiet_hours and model.quiet_hours.channels:
-        channel_refs += [(("quiet_hours", "channels", i), c) for i, c in enumerate(model.quiet_hours.channels)]
-    channel_refs += [(("frequency_caps", i, "channel"), c.channel) for i, c in enumerate(model.frequency_caps)]
+        channel_refs += [
+            (("quiet_hours", "channels", i), c) for i, c in enumerate(model.quiet_hours.channels)
+        ]
+    channel_refs += [
+        (("frequency_caps", i, "channel"), c.channel) for i, c in enumerate(model.frequency_caps)
+    ]
     channel_refs += [(("opt_in_channels", i), c) for i, c in enumerate(model.opt_in_channels)]
     for where, name in channel_refs:
-        if name != "any" or where[0] != "frequency_caps":
-            if get_channel(name) is None:
-                line, column = doc.position(where)
-                diagnostics.append(Diagnostic(display, line, column, f"unknown channel {name!r}"))
+        is_any_cap = name == "any" and where[0] == "frequency_caps"
+        if not is_any_cap and get_channel(name) is None:
+            line, column = doc.position(where)
+            diagnostics.append(Diagnostic(display, line, column, f"unknown channel {name!r}"))
     if diagnostics:
         return None, diagnostics
     return CompiledPolicies.from_spec(model), []
@@ -104,7 +108,7 @@ def _compile_policies(path: Path, display: str) -> tuple[CompiledPolicies | None
 def _lookup(data: object, path: tuple[str | int, ...]) -> object:
     for segment in path:
         if isinstance(data, dict):
-            data = data.get(segment)  # type: ignore[call-overload]
+            data = data.get(segment)
         elif isinstance(data, list) and isinstance(segment, int) and segment < len(data):
             data = data[segment]
         else:
@@ -117,7 +121,9 @@ def compile_project(journeys_dir: Path, templates_dir: Path | None = None) -> Pr
     journeys_dir = Path(journeys_dir)
     if not journeys_dir.is_dir():
         raise CompileError([Diagnostic(str(journeys_dir), 1, 1, "not a directory")])
-    store = TemplateStore(Path(templates_dir) if templates_dir else default_templates_dir(journeys_dir))
+    store = TemplateStore(
+        Path(templates_dir) if templates_dir else default_templates_dir(journeys_dir)
+    )
     checker = TemplateChecker(store)
     policies, diagnostics = _compile_policies(
         journeys_dir / POLICIES_FILE, str(journeys_dir / POLICIES_FILE)
@@ -129,8 +135,8 @@ def compile_project(journeys_dir: Path, templates_dir: Path | None = None) -> Pr
         doc = _read(path, str(path))
         digest.update(doc.source_text.encode())
         diagnostics += _source_diagnostics(doc)
-        if doc.problems:
-            continue
+        if doc.data is None:
+            continue  # unreadable or not YAML: nothing more to check
         journey, problems = compile_journey(doc, checker)
         diagnostics += problems
         journey_id = doc.data.get("id") if isinstance(doc.data, dict) else None
@@ -139,7 +145,9 @@ def compile_project(journeys_dir: Path, templates_dir: Path | None = None) -> Pr
                 line, column = doc.position(("id",))
                 diagnostics.append(
                     Diagnostic(
-                        str(path), line, column,
+                        str(path),
+                        line,
+                        column,
                         f"duplicate journey id {journey_id!r} (also in {first_file[journey_id]})",
                     )
                 )

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from engine.channels import get_channel
+from engine.durations import next_local_time
 from engine.errors import EngineError
 from engine.graph import (
     END,
@@ -37,7 +38,6 @@ from engine.graph import (
     WaitNode,
 )
 from engine.policies import FALLBACK_REASONS, CompiledPolicies, SentMessage, Suppress
-from engine.durations import next_local_time
 
 ACTIVE, COMPLETED, EXITED = "active", "completed", "exited"
 MAX_TRANSITIONS = 10_000
@@ -62,7 +62,7 @@ class TimerFired:
     timer_id: str
 
 
-SENT, RENDER_FAILED, UNDELIVERABLE = "sent", "failed", "undeliverable"
+UNDELIVERABLE = "undeliverable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +249,9 @@ def split_bucket(user_id: str, journey_id: str, step: str, total: int) -> int:
 # -- scopes -----------------------------------------------------------------------
 
 
-def scope(run: RunState, user: UserView, now: datetime, event: EventData | None = None) -> dict[str, Any]:
+def scope(
+    run: RunState, user: UserView, now: datetime, event: EventData | None = None
+) -> dict[str, Any]:
     """The names conditions and templates see (format section 4).
 
     ``event`` is the run's latest moving event, or, inside a ``where``, the event
@@ -266,10 +268,18 @@ def scope(run: RunState, user: UserView, now: datetime, event: EventData | None 
 
 def trigger_scope(event: EventData, user: UserView, now: datetime) -> dict[str, Any]:
     """The scope of a trigger's ``where``: the candidate event is both trigger and event."""
-    return {"profile": user.profile, "trigger": event, "event": event, "user_id": user.user_id, "now": now}
+    return {
+        "profile": user.profile,
+        "trigger": event,
+        "event": event,
+        "user_id": user.user_id,
+        "now": now,
+    }
 
 
-def _matches(matcher: EventMatcher, item: EventInput, make_scope: Callable[[], Mapping[str, Any]]) -> bool:
+def _matches(
+    matcher: EventMatcher, item: EventInput, make_scope: Callable[[], Mapping[str, Any]]
+) -> bool:
     return matcher.matches(item.name, make_scope)
 
 
@@ -292,7 +302,7 @@ def may_enter(
     history: EntryHistory,
     has_active_run: bool,
 ) -> bool:
-    """Whether ``item`` starts a run of ``journey`` for ``user`` now (trigger and re-entry rules)."""
+    """Whether ``item`` starts a run of ``journey`` for ``user`` now (trigger, re-entry)."""
     if has_active_run or not journey.trigger.wants(item.name):
         return False
     if history.count:
@@ -388,7 +398,7 @@ class _Walker:
     def result(self) -> Transition:
         return Transition(self.run, tuple(self.commands))
 
-    def fact(self, kind: type[RunFact]) -> RunFact:
+    def fact(self, kind: type[Entered | Converted | Exited | Completed]) -> Command:
         return kind(self.run.run_id, self.run.journey_id, self.user.user_id, self.now)
 
     # -- inputs --
@@ -398,7 +408,11 @@ class _Walker:
         if item.message_id == run.trigger.get("messageId"):
             return  # the trigger never converts, exits or resumes its own run
         candidate = lambda: scope(run, self.user, self.now, item.data)  # noqa: E731
-        if goal_open(journey, run, self.now) and journey.goal and _matches(journey.goal.matcher, item, candidate):
+        if (
+            goal_open(journey, run, self.now)
+            and journey.goal
+            and _matches(journey.goal.matcher, item, candidate)
+        ):
             self.run = replace(self.run, converted_at=self.now)
             self.emit(self.fact(Converted))
         if not run.active:
@@ -409,12 +423,12 @@ class _Walker:
                 return
         waiting = run.waiting
         node = journey.nodes.get(run.step or "")
-        if waiting and waiting.kind == "event" and isinstance(node, WaitForNode):
-            if _matches(node.matcher, item, candidate):
-                assert waiting.timer_id is not None
-                self.emit(CancelTimer(waiting.timer_id))
-                self.run = replace(self.run, event=item.data, waiting=None)
-                self.goto(node.on_event)
+        awaiting = waiting is not None and waiting.kind == "event" and isinstance(node, WaitForNode)
+        if awaiting and isinstance(node, WaitForNode) and _matches(node.matcher, item, candidate):
+            assert waiting is not None and waiting.timer_id is not None
+            self.emit(CancelTimer(waiting.timer_id))
+            self.run = replace(self.run, event=item.data, waiting=None)
+            self.goto(node.on_event)
 
     def on_timer(self, timer_id: str) -> None:
         waiting = self.run.waiting
@@ -460,7 +474,9 @@ class _Walker:
         while True:
             self.transitions += 1
             if self.transitions > MAX_TRANSITIONS:
-                raise EngineError(f"run {self.run.run_id} looped {MAX_TRANSITIONS} times without pausing")
+                raise EngineError(
+                    f"run {self.run.run_id} looped {MAX_TRANSITIONS} times without pausing"
+                )
             if target == END:
                 self.end(COMPLETED)
                 return
@@ -477,7 +493,9 @@ class _Walker:
             if isinstance(node, BranchNode):
                 target = self.choose(node)
             elif isinstance(node, SplitNode):
-                bucket = split_bucket(self.user.user_id, self.journey.id, node.name, node.total_weight)
+                bucket = split_bucket(
+                    self.user.user_id, self.journey.id, node.name, node.total_weight
+                )
                 for weight, arm in node.arms:
                     if bucket < weight:
                         target = arm
@@ -546,7 +564,9 @@ class _Walker:
                 self.emit(ScheduleTimer(timer_id, self.run.run_id, decision.at))
                 self.run = replace(
                     self.run,
-                    waiting=Waiting("deferred", timer_id=timer_id, message_id=ref.message_id, attempt=index),
+                    waiting=Waiting(
+                        "deferred", timer_id=timer_id, message_id=ref.message_id, attempt=index
+                    ),
                 )
                 return None
             self.dispatch(ref, index)
@@ -555,7 +575,9 @@ class _Walker:
 
     def dispatch(self, ref: MessageRef, index: int) -> None:
         self.emit(Dispatch(ref, self.now))
-        self.run = replace(self.run, waiting=Waiting("delivery", message_id=ref.message_id, attempt=index))
+        self.run = replace(
+            self.run, waiting=Waiting("delivery", message_id=ref.message_id, attempt=index)
+        )
 
     def deliver_deferred(self, node: SendNode, waiting: Waiting) -> None:
         """Quiet hours are over. Consent and address are checked again (they may have
@@ -568,6 +590,10 @@ class _Walker:
             self.dispatch(ref, waiting.attempt)
             return
         self.emit(Suppressed(ref, refused.reason, self.now))
-        next_step = self.attempt(node, waiting.attempt + 1) if waiting.attempt + 1 < len(node.attempts) else node.next
+        next_step = (
+            self.attempt(node, waiting.attempt + 1)
+            if waiting.attempt + 1 < len(node.attempts)
+            else node.next
+        )
         if next_step is not None:
             self.goto(next_step)

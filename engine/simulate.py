@@ -23,8 +23,6 @@ from engine.messages import DEFAULT_PUBLIC_URL, address_of, render_message
 from engine.policies import SentMessage
 from engine.project import Project
 from engine.runtime import (
-    RENDER_FAILED,
-    SENT,
     CancelMessage,
     CancelTimer,
     Completed,
@@ -156,12 +154,19 @@ class Simulation:
                 continue
             history = user.entries.get(journey.id, EntryHistory())
             view = user.view()
-            if may_enter(journey, item, now, view, history, user.active_run(journey.id) is not None):
+            if may_enter(
+                journey, item, now, view, history, user.active_run(journey.id) is not None
+            ):
                 number = history.count + 1
                 user.entries[journey.id] = EntryHistory(number, now)
                 run_id = make_run_id(journey.id, user.user_id, number)
                 self.run_owner[run_id] = user.key
-                self.carry_out(user, journey, enter(journey, run_id, item, now, view, self.project.policies), now)
+                self.carry_out(
+                    user,
+                    journey,
+                    enter(journey, run_id, item, now, view, self.project.policies),
+                    now,
+                )
 
     def step(self, user: UserState, run: RunState, item: Input, now: datetime) -> None:
         journey = self.project.journeys[run.journey_id]
@@ -212,7 +217,9 @@ class Simulation:
 
     # -- commands --
 
-    def carry_out(self, user: UserState, journey: CompiledJourney, transition: Transition, now: datetime) -> None:
+    def carry_out(
+        self, user: UserState, journey: CompiledJourney, transition: Transition, now: datetime
+    ) -> None:
         run = transition.run
         user.runs[run.run_id] = run
         follow_up: list[DeliveryResult] = []
@@ -227,18 +234,38 @@ class Simulation:
                 follow_up.append(self.dispatch(user, journey, run, command))
             elif isinstance(command, Suppressed):
                 user.sent.pop(command.message.message_id, None)
-                self.message_line(user, command.message.journey_id, command.message.step,
-                                  command.message.channel, "suppressed", command.reason, None, now)
+                self.message_line(
+                    user,
+                    command.message.journey_id,
+                    command.message.step,
+                    command.message.channel,
+                    "suppressed",
+                    command.reason,
+                    None,
+                    now,
+                )
             elif isinstance(command, ScheduleMessage):
-                user.sent[command.message.message_id] = SentMessage(command.message.channel, command.at)
+                user.sent[command.message.message_id] = SentMessage(
+                    command.message.channel, command.at
+                )
             elif isinstance(command, CancelMessage):
                 user.sent.pop(command.message_id, None)
             else:
-                kind = {Entered: "entered", Converted: "converted", Exited: "exited", Completed: "completed"}[
-                    type(command)
-                ]
+                kind = {
+                    Entered: "entered",
+                    Converted: "converted",
+                    Exited: "exited",
+                    Completed: "completed",
+                }[type(command)]
                 self.summary.add(command.journey_id, kind)
-                self.emit({"type": kind, "at": iso(now), "journey": command.journey_id, "user_id": user.user_id})
+                self.emit(
+                    {
+                        "type": kind,
+                        "at": iso(now),
+                        "journey": command.journey_id,
+                        "user_id": user.user_id,
+                    }
+                )
         if not run.active and not goal_open(journey, run, now):
             del user.runs[run.run_id]
             self.run_owner.pop(run.run_id, None)
@@ -247,17 +274,23 @@ class Simulation:
             if current is not None:
                 self.step(user, current, result, now)
 
-    def dispatch(self, user: UserState, journey: CompiledJourney, run: RunState, command: Dispatch) -> DeliveryResult:
+    def dispatch(
+        self, user: UserState, journey: CompiledJourney, run: RunState, command: Dispatch
+    ) -> DeliveryResult:
         ref = command.message
         try:
             content = render_message(journey, ref, run, user.profile, command.at, self.public_url)
         except RenderError as exc:
             user.sent.pop(ref.message_id, None)
-            self.message_line(user, ref.journey_id, ref.step, ref.channel, "failed", str(exc), None, command.at)
-            return DeliveryResult(ref.message_id, RENDER_FAILED)
+            self.message_line(
+                user, ref.journey_id, ref.step, ref.channel, "failed", str(exc), None, command.at
+            )
+            return DeliveryResult(ref.message_id, "failed")
         user.sent[ref.message_id] = SentMessage(ref.channel, command.at)
-        self.message_line(user, ref.journey_id, ref.step, ref.channel, "sent", None, content, command.at)
-        return DeliveryResult(ref.message_id, SENT)
+        self.message_line(
+            user, ref.journey_id, ref.step, ref.channel, "sent", None, content, command.at
+        )
+        return DeliveryResult(ref.message_id, "sent")
 
     def message_line(
         self,

@@ -57,7 +57,9 @@ def _non_empty_names(value: tuple[str, ...]) -> tuple[str, ...]:
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["45m", "1h30m", "7d"]}),
+    WithJsonSchema(
+        {"type": "string", "pattern": DURATION_PATTERN, "examples": ["45m", "1h30m", "7d"]}
+    ),
 ]
 TimeOfDay = Annotated[
     time,
@@ -352,7 +354,9 @@ def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Asia/Shanghai')") from None
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name like 'Asia/Shanghai')"
+        ) from None
     return value
 
 

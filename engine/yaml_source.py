@@ -45,7 +45,9 @@ _Loader.add_implicit_resolver(
 )
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
     list("-+0123456789."),
 )
 
@@ -121,7 +123,9 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, doc: YamlDocument) -> A
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
                 line, column = _mark(key_node)
-                doc.problems.append(SourceProblem(line, column, "a mapping key must be a plain value"))
+                doc.problems.append(
+                    SourceProblem(line, column, "a mapping key must be a plain value")
+                )
                 continue
             key_text = key if isinstance(key, str) else str(key)
             if key_text in result:

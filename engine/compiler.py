@@ -120,7 +120,7 @@ class _JourneyCompiler:
             self.error(
                 (), "a journey file must be a mapping with id, name, trigger, start and steps"
             )
-            return None, set(), False
+            return None, set(), {}, False
         unknown: list[tuple[dict[str, Any], str, str]] = []
         context = {spec.UNKNOWN_KEYS_CONTEXT: unknown}
         raw_steps = data.get("steps")

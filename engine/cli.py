@@ -11,7 +11,7 @@ import orjson
 import typer
 
 from engine.errors import CompileError
-from engine.event_files import read_events
+from engine.event_files import EventFile
 from engine.project import Project, compile_project
 from engine.simulate import Simulation, iso
 from engine.spec import Journey, Policies
@@ -94,57 +94,52 @@ def simulate(
     project = _compile(journeys_dir, templates, sys.stderr)
     if project is None:
         return 1
-    try:
-        stream = read_events(events_file)
-    except OSError as exc:
-        print(f"{events_file}: cannot read events: {exc.strerror or exc}", file=sys.stderr)
+    if not events_file.is_file():
+        print(f"{events_file}: cannot read events: no such file", file=sys.stderr)
         return 1
-    for error in stream.errors:
-        print(error, file=sys.stderr)
     out = sys.stdout
     pending: list[bytes] = []
-
-    def emit(line: dict[str, Any]) -> None:
-        pending.append(orjson.dumps(line))
-        if len(pending) >= 4096:
-            flush()
 
     def flush() -> None:
         if pending:
             out.write(b"\n".join(pending).decode() + "\n")
             pending.clear()
 
+    def emit(line: dict[str, Any]) -> None:
+        pending.append(orjson.dumps(line))
+        if len(pending) >= 4096:
+            flush()
+
+    stream = EventFile(events_file)
     simulation = Simulation(project, emit)
-    last = stream.events[-1].timestamp if stream.events else None
-    if horizon is None and last is not None:
-        horizon = last + DEFAULT_HORIZON
-    simulation.run(stream.events, horizon)
+    try:
+        simulation.run(stream)
+    except OSError as exc:
+        print(f"{events_file}: cannot read events: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if horizon is None and stream.last is not None:
+        horizon = stream.last + DEFAULT_HORIZON
+    if horizon is not None:
+        simulation.fire_due(horizon)
     flush()
     out.flush()
-    _summarise(
-        simulation, project, stream.events, stream.duplicates, len(stream.errors), last, horizon
-    )
+    for error in stream.errors:
+        print(error, file=sys.stderr)
+    _summarise(simulation, project, stream, horizon)
     return 1 if stream.errors else 0
 
 
 def _summarise(
-    simulation: Simulation,
-    project: Project,
-    events: list[Any],
-    duplicates: int,
-    invalid: int,
-    last: datetime | None,
-    horizon: datetime | None,
+    simulation: Simulation, project: Project, stream: EventFile, horizon: datetime | None
 ) -> None:
     err = sys.stderr
-    span = (
-        f", {iso(events[0].timestamp)} .. {iso(max(last, horizon) if last and horizon else last)}"
-        if (events and last)
-        else ""
-    )
+    span = ""
+    if stream.first is not None and stream.last is not None:
+        end = max(stream.last, horizon) if horizon else stream.last
+        span = f", {iso(stream.first)} .. {iso(end)}"
     print(
-        f"simulated {len(events)} event(s) ({duplicates} duplicate(s) ignored, "
-        f"{invalid} invalid line(s)) for {len(simulation.users)} user(s){span}",
+        f"simulated {stream.count} event(s) ({stream.duplicates} duplicate(s) ignored, "
+        f"{len(stream.errors)} invalid line(s)) for {len(simulation.users)} user(s){span}",
         file=err,
     )
     for journey_id in sorted(project.journeys):
@@ -154,11 +149,11 @@ def _summarise(
         }
         detail = ", ".join(f"{reason} {n}" for reason, n in sorted(suppressed.items()))
         print(
-            f"  {journey_id}: entered {counts.get('entered', 0)}, sent {counts.get('sent', 0)}, "
+            f"  {journey_id}: entered {counts['entered']}, sent {counts['sent']}, "
             f"suppressed {sum(suppressed.values())}"
             + (f" ({detail})" if detail else "")
-            + f", failed {counts.get('failed', 0)}, converted {counts.get('converted', 0)}, "
-            f"exited {counts.get('exited', 0)}, completed {counts.get('completed', 0)}",
+            + f", failed {counts['failed']}, converted {counts['converted']}, "
+            f"exited {counts['exited']}, completed {counts['completed']}",
             file=err,
         )
 

@@ -44,7 +44,7 @@ from engine.graph import (
 )
 from engine.rendering import (
     MessageParts,
-    PartRenderer,
+    PartSource,
     TemplateStore,
     compile_inline_part,
     compile_template_parts,
@@ -375,7 +375,7 @@ class _JourneyCompiler:
         self, path: DataPath, parts: Mapping[str, str], channel: ChannelSpec
     ) -> MessageParts | None:
         ok = True
-        renderers: dict[str, PartRenderer] = {}
+        renderers: dict[str, PartSource] = {}
         for part, text in parts.items():
             if part not in channel.parts:
                 self.error(

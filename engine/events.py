@@ -13,9 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -28,24 +26,18 @@ from engine.errors import InvalidMessage
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "alias", "group")
 
 
-def _id_text(value: Any) -> Any:
-    """SDKs may send numeric ids; they are the same user as their decimal text."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
 def _utc(value: datetime) -> datetime:
     """A timestamp without an offset is taken as UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-Id = Annotated[str, BeforeValidator(_id_text), Field(min_length=1, max_length=512)]
-Timestamp = Annotated[datetime, AfterValidator(_utc)]
+Id = Annotated[str, Field(min_length=1, max_length=512)]
+Timestamp = datetime
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # SDKs may send numeric ids: they are the same user as their decimal text.
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
 
     userId: Id | None = None
     anonymousId: Id | None = None

@@ -15,7 +15,7 @@ capped in size so a runaway loop cannot exhaust memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,6 @@ HTML_PARTS = frozenset({"html"})
 
 _TEXT_ENV = make_sandbox(autoescape=False)
 _HTML_ENV = make_sandbox(autoescape=True)
-
-PartRenderer = Callable[[Mapping[str, Any]], str]
 
 
 def _env_for(part: str) -> jinja2.Environment:
@@ -58,42 +56,46 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+@dataclass(frozen=True, slots=True)
+class PartSource:
+    """Where one part comes from: a whole template, or one block of it."""
+
+    template: jinja2.Template
+    block: str | None = None
+
+    def chunks(self, context: jinja2.runtime.Context) -> Iterator[str]:
+        if self.block is None:
+            return self.template.root_render_func(context)
+        return self.template.blocks[self.block](context)
+
+
 @dataclass(frozen=True)
 class MessageParts:
     """Compiled parts of one message for one channel and locale."""
 
     source: str
-    renderers: Mapping[str, PartRenderer]
+    parts: Mapping[str, PartSource]
 
     def render(self, scope: Mapping[str, Any]) -> dict[str, str]:
         """Render every part; raises RenderError naming the part and the cause."""
         rendered: dict[str, str] = {}
-        for part, renderer in self.renderers.items():
+        # Parts from one template share one context: building contexts dominated rendering.
+        contexts: dict[int, jinja2.runtime.Context] = {}
+        for part, source in self.parts.items():
             try:
-                rendered[part] = renderer(scope)
-            except RenderError:
-                raise
+                context = contexts.get(id(source.template))
+                if context is None:
+                    context = contexts[id(source.template)] = source.template.new_context(
+                        dict(scope)
+                    )
+                rendered[part] = _capped(source.chunks(context), part)
+            except RenderError as exc:
+                raise RenderError(f"{self.source}: {exc}") from None
             # Marketer-written text can fail in many ways (undefined names, type errors,
             # sandbox refusals); each becomes a failed message, never a crashed run.
             except Exception as exc:
                 raise RenderError(f"{self.source}: part {part!r}: {_describe(exc)}") from None
         return rendered
-
-
-def _block_renderer(template: jinja2.Template, block: str, part: str) -> PartRenderer:
-    def render(scope: Mapping[str, Any]) -> str:
-        context = template.new_context(dict(scope))
-        return _capped(template.blocks[block](context), part)
-
-    return render
-
-
-def _whole_renderer(template: jinja2.Template, part: str) -> PartRenderer:
-    def render(scope: Mapping[str, Any]) -> str:
-        context = template.new_context(dict(scope))
-        return _capped(template.root_render_func(context), part)
-
-    return render
 
 
 def compile_template_parts(
@@ -105,11 +107,11 @@ def compile_template_parts(
     """
     text_template = _TEXT_ENV.from_string(source)
     blocks = set(text_template.blocks)
-    renderers: dict[str, PartRenderer] = {}
+    parts: dict[str, PartSource] = {}
     problems: list[str] = []
     if not blocks and channel.single_part:
-        renderers[channel.single_part] = _whole_renderer(text_template, channel.single_part)
-        return MessageParts(origin, renderers), problems
+        parts[channel.single_part] = PartSource(text_template)
+        return MessageParts(origin, parts), problems
     html_template = _HTML_ENV.from_string(source) if blocks & HTML_PARTS else None
     for part in channel.parts:
         if part not in blocks:
@@ -120,14 +122,13 @@ def compile_template_parts(
                 )
             continue
         template = html_template if part in HTML_PARTS and html_template else text_template
-        renderers[part] = _block_renderer(template, part, part)
-    return MessageParts(origin, renderers), problems
+        parts[part] = PartSource(template, part)
+    return MessageParts(origin, parts), problems
 
 
-def compile_inline_part(source: str, part: str) -> PartRenderer:
+def compile_inline_part(source: str, part: str) -> PartSource:
     """Compile one inline part (journey-file text). Raises jinja2.TemplateSyntaxError."""
-    template = _env_for(part).from_string(source)
-    return _whole_renderer(template, part)
+    return PartSource(_env_for(part).from_string(source))
 
 
 def locale_chain(locale: object) -> tuple[str, ...]:

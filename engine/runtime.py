@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -352,8 +352,6 @@ def advance(
     policies: CompiledPolicies,
 ) -> Transition:
     """Apply one input to one run. Inputs that do not concern the run change nothing."""
-    if run.user_id != user.user_id:
-        run = replace(run, user_id=user.user_id)
     walker = _Walker(journey, run, now, user, policies)
     if isinstance(item, EventInput):
         walker.on_event(item)
@@ -374,7 +372,12 @@ def goal_open(journey: CompiledJourney, run: RunState, now: datetime) -> bool:
 
 
 class _Walker:
-    """Accumulates one transition. Private: the public surface is enter/advance."""
+    """Accumulates one transition. Private: the public surface is enter/advance.
+
+    The run's changing fields are held as plain attributes while walking and the
+    new RunState is built once at the end: rebuilding a frozen dataclass per step
+    dominated the simulator's profile.
+    """
 
     def __init__(
         self,
@@ -391,12 +394,37 @@ class _Walker:
         self.policies = policies
         self.commands: list[Command] = []
         self.transitions = 0
+        self.status = run.status
+        self.step = run.step
+        self.visits: Mapping[str, int] = run.visits
+        self.waiting = run.waiting
+        self.event = run.event
+        self.converted_at = run.converted_at
+        self.ended_at = run.ended_at
 
     def emit(self, command: Command) -> None:
         self.commands.append(command)
 
     def result(self) -> Transition:
-        return Transition(self.run, tuple(self.commands))
+        run = self.run
+        return Transition(
+            RunState(
+                run_id=run.run_id,
+                journey_id=run.journey_id,
+                version=run.version,
+                user_id=self.user.user_id,
+                entered_at=run.entered_at,
+                trigger=run.trigger,
+                event=self.event,
+                status=self.status,
+                step=self.step,
+                visits=self.visits,
+                waiting=self.waiting,
+                converted_at=self.converted_at,
+                ended_at=self.ended_at,
+            ),
+            tuple(self.commands),
+        )
 
     def fact(self, kind: type[Entered | Converted | Exited | Completed]) -> Command:
         return kind(self.run.run_id, self.run.journey_id, self.user.user_id, self.now)
@@ -407,13 +435,13 @@ class _Walker:
         run, journey = self.run, self.journey
         if item.message_id == run.trigger.get("messageId"):
             return  # the trigger never converts, exits or resumes its own run
-        candidate = lambda: scope(run, self.user, self.now, item.data)  # noqa: E731
-        if (
-            goal_open(journey, run, self.now)
-            and journey.goal
-            and _matches(journey.goal.matcher, item, candidate)
-        ):
-            self.run = replace(self.run, converted_at=self.now)
+
+        def candidate() -> dict[str, Any]:
+            return scope(run, self.user, self.now, item.data)
+
+        goal = journey.goal
+        if goal and goal_open(journey, run, self.now) and _matches(goal.matcher, item, candidate):
+            self.converted_at = self.now
             self.emit(self.fact(Converted))
         if not run.active:
             return
@@ -421,21 +449,26 @@ class _Walker:
             if _matches(matcher, item, candidate):
                 self.end(EXITED)
                 return
-        waiting = run.waiting
-        node = journey.nodes.get(run.step or "")
-        awaiting = waiting is not None and waiting.kind == "event" and isinstance(node, WaitForNode)
-        if awaiting and isinstance(node, WaitForNode) and _matches(node.matcher, item, candidate):
-            assert waiting is not None and waiting.timer_id is not None
+        waiting = self.waiting
+        node = journey.nodes.get(self.step or "")
+        if (
+            waiting is not None
+            and waiting.kind == "event"
+            and isinstance(node, WaitForNode)
+            and _matches(node.matcher, item, candidate)
+        ):
+            assert waiting.timer_id is not None
             self.emit(CancelTimer(waiting.timer_id))
-            self.run = replace(self.run, event=item.data, waiting=None)
+            self.event = item.data
+            self.waiting = None
             self.goto(node.on_event)
 
     def on_timer(self, timer_id: str) -> None:
-        waiting = self.run.waiting
-        if not self.run.active or waiting is None or waiting.timer_id != timer_id:
+        waiting = self.waiting
+        if self.status != ACTIVE or waiting is None or waiting.timer_id != timer_id:
             return  # a stale timer: the run moved on or ended
-        node = self.journey.nodes[self.run.step or ""]
-        self.run = replace(self.run, waiting=None)
+        node = self.journey.nodes[self.step or ""]
+        self.waiting = None
         if isinstance(node, WaitNode):
             self.goto(node.next)
         elif isinstance(node, WaitForNode):
@@ -446,12 +479,12 @@ class _Walker:
             raise EngineError(f"timer {timer_id} fired on step {node.name} which sets no timer")
 
     def on_delivery(self, result: DeliveryResult) -> None:
-        waiting = self.run.waiting
-        if not self.run.active or waiting is None or waiting.message_id != result.message_id:
+        waiting = self.waiting
+        if self.status != ACTIVE or waiting is None or waiting.message_id != result.message_id:
             return
-        node = self.journey.nodes[self.run.step or ""]
+        node = self.journey.nodes[self.step or ""]
         assert isinstance(node, SendNode)
-        self.run = replace(self.run, waiting=None)
+        self.waiting = None
         next_step: str | None = node.next
         if result.outcome == UNDELIVERABLE and waiting.attempt + 1 < len(node.attempts):
             next_step = self.attempt(node, waiting.attempt + 1)
@@ -461,12 +494,12 @@ class _Walker:
     # -- movement --
 
     def end(self, status: str) -> None:
-        waiting = self.run.waiting
+        waiting = self.waiting
         if waiting and waiting.timer_id:
             self.emit(CancelTimer(waiting.timer_id))
         if waiting and waiting.kind == "deferred" and waiting.message_id:
             self.emit(CancelMessage(waiting.message_id))
-        self.run = replace(self.run, status=status, step=None, waiting=None, ended_at=self.now)
+        self.status, self.step, self.waiting, self.ended_at = status, None, None, self.now
         self.emit(self.fact(Exited if status == EXITED else Completed))
 
     def goto(self, target: str) -> None:
@@ -481,9 +514,9 @@ class _Walker:
                 self.end(COMPLETED)
                 return
             node = self.journey.nodes[target]
-            visits = dict(self.run.visits)
+            visits = dict(self.visits)
             visits[target] = visits.get(target, 0) + 1
-            self.run = replace(self.run, step=target, visits=visits, waiting=None)
+            self.step, self.visits, self.waiting = target, visits, None
             if isinstance(node, WaitNode):
                 self.pause_until(self.wait_due(node), "timer")
                 return
@@ -514,13 +547,13 @@ class _Walker:
         return next_local_time(self.now, node.until, self.policies.zone_for(self.user.profile))
 
     def pause_until(self, due: datetime, kind: Literal["timer", "event"]) -> None:
-        step = self.run.step or ""
-        timer_id = f"{self.run.run_id}/{step}/{self.run.visits.get(step, 0)}"
-        self.run = replace(self.run, waiting=Waiting(kind, timer_id=timer_id))
+        step = self.step or ""
+        timer_id = f"{self.run.run_id}/{step}/{self.visits.get(step, 0)}"
+        self.waiting = Waiting(kind, timer_id=timer_id)
         self.emit(ScheduleTimer(timer_id, self.run.run_id, due))
 
     def choose(self, node: BranchNode) -> str:
-        current = scope(self.run, self.user, self.now)
+        current = scope(self.run, self.user, self.now, self.event)
         for condition, target in node.cases:
             if condition(current):
                 return target
@@ -528,7 +561,7 @@ class _Walker:
 
     def message(self, node: SendNode, attempt: int) -> MessageRef:
         channel = node.attempts[attempt].channel
-        visit = self.run.visits.get(node.name, 0)
+        visit = self.visits.get(node.name, 0)
         return MessageRef(
             make_message_id(self.run.run_id, node.name, visit, channel),
             self.run.run_id,
@@ -562,11 +595,8 @@ class _Walker:
                 timer_id = f"{ref.message_id}/deliver"
                 self.emit(ScheduleMessage(ref, decision.at))
                 self.emit(ScheduleTimer(timer_id, self.run.run_id, decision.at))
-                self.run = replace(
-                    self.run,
-                    waiting=Waiting(
-                        "deferred", timer_id=timer_id, message_id=ref.message_id, attempt=index
-                    ),
+                self.waiting = Waiting(
+                    "deferred", timer_id=timer_id, message_id=ref.message_id, attempt=index
                 )
                 return None
             self.dispatch(ref, index)
@@ -575,9 +605,7 @@ class _Walker:
 
     def dispatch(self, ref: MessageRef, index: int) -> None:
         self.emit(Dispatch(ref, self.now))
-        self.run = replace(
-            self.run, waiting=Waiting("delivery", message_id=ref.message_id, attempt=index)
-        )
+        self.waiting = Waiting("delivery", message_id=ref.message_id, attempt=index)
 
     def deliver_deferred(self, node: SendNode, waiting: Waiting) -> None:
         """Quiet hours are over. Consent and address are checked again (they may have

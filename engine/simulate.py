@@ -113,7 +113,7 @@ class Simulation:
 
     # -- driving --
 
-    def run(self, events: Iterable[Event], until: datetime | None) -> None:
+    def run(self, events: Iterable[Event], until: datetime | None = None) -> None:
         """Apply ``events`` (already in time order), then fire timers up to ``until``."""
         for event in events:
             self.fire_due(event.timestamp)

@@ -126,6 +126,7 @@ class _JourneyCompiler:
         raw_steps = data.get("steps")
         step_names: set[str] = set()
         valid_steps: dict[str, Any] = {}
+        broken: list[tuple[str, Any]] = []
         steps_ok = True
         if isinstance(raw_steps, dict):
             for name, body in raw_steps.items():
@@ -135,6 +136,7 @@ class _JourneyCompiler:
                 except ValidationError as exc:
                     steps_ok = False
                     self.diagnostics += validation_diagnostics(self.doc, exc, ("steps", name))
+                    broken.append((name, body))
         header = dict(data)
         if isinstance(raw_steps, dict):
             header["steps"] = valid_steps
@@ -146,6 +148,9 @@ class _JourneyCompiler:
             errors = [e for e in exc.errors() if steps_ok or e["loc"] != ("steps",)]
             self.diagnostics += validation_diagnostics(self.doc, errors)
         self._report_unknown_keys(unknown)
+        for name, body in broken:  # a broken step's targets can still be checked
+            for path, target in _raw_targets(("steps", name), body):
+                self._check_target(path, target, step_names)
         return model, step_names, valid_steps, steps_ok
 
     def _report_unknown_keys(self, unknown: list[tuple[dict[str, Any], str, str]]) -> None:
@@ -455,6 +460,23 @@ def _step_targets(step: Any) -> tuple[str, ...]:
             item.else_ if isinstance(item, spec.BranchElse) else item.next for item in step.branch
         )
     return tuple(arm.next for arm in step.split)
+
+
+def _raw_targets(at: DataPath, body: Any) -> list[tuple[DataPath, str]]:
+    """The string targets of a step that failed validation, found in its raw mapping."""
+    found: list[tuple[DataPath, str]] = []
+    if not isinstance(body, dict):
+        return found
+    for key in ("next", "on_event", "on_timeout"):
+        if isinstance(body.get(key), str):
+            found.append(((*at, key), body[key]))
+    for kind, keys in (("branch", ("next", "else")), ("split", ("next",))):
+        items = body.get(kind)
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            for key in keys:
+                if isinstance(item, dict) and isinstance(item.get(key), str):
+                    found.append(((*at, kind, i, key), item[key]))
+    return found
 
 
 def _takes_time(step: Any) -> bool:

@@ -177,7 +177,9 @@ class Simulation:
 
     def identify(self, event: Event) -> None:
         if event.type == "alias":
+            # Segment's previousId is either an anonymousId or an earlier userId.
             assert event.user_id is not None and event.previous_id is not None
+            self.link(anonymous_key(event.previous_id), user_key(event.user_id), event.timestamp)
             self.link(user_key(event.previous_id), user_key(event.user_id), event.timestamp)
             return
         if event.user_id is not None and event.anonymous_id is not None:

@@ -31,7 +31,14 @@ for _first, _resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
     _kept = [
         (tag, regexp)
         for tag, regexp in _resolvers
-        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+        if tag
+        not in (
+            "tag:yaml.org,2002:bool",
+            "tag:yaml.org,2002:int",
+            "tag:yaml.org,2002:float",
+            # Journeys hold no dates; a date-looking value stays the text the author wrote.
+            "tag:yaml.org,2002:timestamp",
+        )
     ]
     if _kept:
         _Loader.yaml_implicit_resolvers[_first] = _kept
@@ -50,6 +57,20 @@ _Loader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    """YAML 1.2 integers: ``010`` is ten (PyYAML's 1.1 reads it as octal and fails on ``08``)."""
+    text = str(loader.construct_scalar(node))
+    if text.startswith(("0o", "0x")):
+        return int(text, 0)
+    return int(text, 10)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_STANDARD_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null")
+) | {"tag:yaml.org,2002:merge"}
 
 
 @dataclass
@@ -116,25 +137,46 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
 
 def _build(loader: _Loader, node: yaml.Node, path: Path, doc: YamlDocument) -> Any:
     doc.value_marks[path] = _mark(node)
+    if node.tag not in _STANDARD_TAGS:
+        line, column = _mark(node)
+        doc.problems.append(SourceProblem(line, column, f"YAML tag {node.tag!r} is not allowed"))
+        return None
     if isinstance(node, yaml.MappingNode):
+        explicit = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
         loader.flatten_mapping(node)
+        merged = len(node.value) - explicit  # pairs pulled in by "<<" come first
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
+        written: set[str] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
+            key = _scalar(loader, key_node, doc)
+            if isinstance(key, list | dict) or not isinstance(key, Hashable):
                 line, column = _mark(key_node)
                 doc.problems.append(
                     SourceProblem(line, column, "a mapping key must be a plain value")
                 )
                 continue
             key_text = key if isinstance(key, str) else str(key)
-            if key_text in result:
-                line, column = _mark(key_node)
-                doc.problems.append(SourceProblem(line, column, f"duplicate key {key_text!r}"))
-                continue
+            if index >= merged:  # a key the author wrote here; it may override a merged one
+                if key_text in written:
+                    line, column = _mark(key_node)
+                    doc.problems.append(SourceProblem(line, column, f"duplicate key {key_text!r}"))
+                    continue
+                written.add(key_text)
             doc.key_marks[(*path, key_text)] = _mark(key_node)
             result[key_text] = _build(loader, value_node, (*path, key_text), doc)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, item, (*path, i), doc) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return _scalar(loader, node, doc)
+
+
+def _scalar(loader: _Loader, node: yaml.Node, doc: YamlDocument) -> Any:
+    """Construct one node; a value PyYAML cannot build is reported and kept as its text."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        line, column = _mark(node)
+        doc.problems.append(SourceProblem(line, column, f"invalid value {node.value!r}: {exc}"))
+        return node.value if isinstance(node.value, str) else None

@@ -1,0 +1,211 @@
+"""The tables. Every piece of engine state lives here; the broker only rings doorbells.
+
+Time columns hold timezone-aware UTC datetimes (``UtcDateTime``), on SQLite too.
+Ids are text: user keys are ``user:<userId>`` or ``anon:<anonymousId>``
+(``engine.identity``), run and message ids are the runtime's deterministic ids.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID = 512  # Segment ids may be long; keys add a short prefix
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the backend keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# BigInteger autoincrement keys are plain INTEGER on SQLite, so rowid aliasing works there.
+SeqId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON}
+
+
+class Profile(Base):
+    """A user's merged traits, under the key that owns them."""
+
+    __tablename__ = "profiles"
+    user_key: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Identity(Base):
+    """``alias_key`` (an anonymous id or an earlier user id) now belongs to ``owner_key``."""
+
+    __tablename__ = "identities"
+    alias_key: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    owner_key: Mapped[str] = mapped_column(String(ID), index=True)
+    linked_at: Mapped[datetime]
+
+
+class StoredEvent(Base):
+    """An accepted Segment message. ``seq`` is the order it is applied in."""
+
+    __tablename__ = "events"
+    seq: Mapped[int] = mapped_column(SeqId, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(ID), unique=True)
+    type: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str | None] = mapped_column(String(ID))
+    anonymous_id: Mapped[str | None] = mapped_column(String(ID))
+    timestamp: Mapped[datetime]  # the event's own time, as sent
+    received_at: Mapped[datetime]  # live timing uses this
+    payload: Mapped[dict[str, Any]]  # the message as received
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|processed|failed
+    processed_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_events_status_seq", "status", "seq"),)
+
+
+class Deployment(Base):
+    """One deployed journey directory: its files, so any version can be compiled again."""
+
+    __tablename__ = "deployments"
+    id: Mapped[int] = mapped_column(SeqId, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(64))  # hash of every file
+    files: Mapped[dict[str, Any]]  # {"journeys/x.yaml": text, "templates/...": text}
+    created_at: Mapped[datetime]
+
+
+class JourneyVersion(Base):
+    """A journey as compiled in a deployment; runs are pinned to one."""
+
+    __tablename__ = "journey_versions"
+    journey_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"))
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class Run(Base):
+    """One user's pass through one journey version. ``state`` holds the runtime's RunState."""
+
+    __tablename__ = "runs"
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_key: Mapped[str] = mapped_column(String(ID))
+    journey_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # active|completed|exited
+    step: Mapped[str | None] = mapped_column(String(128))
+    entered_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    converted_at: Mapped[datetime | None]
+    goal_until: Mapped[datetime | None]  # end of the conversion window, while open
+    state: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_runs_user_key_entered_at", "user_key", "entered_at"),)
+
+
+class Entry(Base):
+    """How often and when a user last entered a journey (re-entry rules)."""
+
+    __tablename__ = "entries"
+    user_key: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    journey_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    count: Mapped[int]
+    last_entered_at: Mapped[datetime]
+
+
+class Timer(Base):
+    """A durable timer. Delays of days are rows here, never broker countdowns."""
+
+    __tablename__ = "timers"
+    timer_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    seq: Mapped[int] = mapped_column(SeqId, unique=True)  # set order, for equal due times
+    run_id: Mapped[str] = mapped_column(String(64))
+    user_key: Mapped[str] = mapped_column(String(ID), index=True)
+    due_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_timers_due_at_seq", "due_at", "seq"),)
+
+
+class Message(Base):
+    """One message attempt: the outbox row, its delivery record and its cap slot.
+
+    status: ``scheduled`` (deferred by quiet hours), ``pending`` (to dispatch),
+    ``sending`` (claimed by a dispatcher), ``sent``, ``failed``, ``suppressed``,
+    ``cancelled``. Scheduled, pending, sending and sent count toward caps at ``send_at``.
+    """
+
+    __tablename__ = "messages"
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_key: Mapped[str] = mapped_column(String(ID))
+    journey_id: Mapped[str] = mapped_column(String(128))
+    step: Mapped[str] = mapped_column(String(128))
+    channel: Mapped[str] = mapped_column(String(32))
+    attempt: Mapped[int] = mapped_column(default=0)  # index of the channel in the send's list
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    send_at: Mapped[datetime]
+    content: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    provider: Mapped[str | None] = mapped_column(String(64))
+    provider_message_id: Mapped[str | None] = mapped_column(String(256))
+    tries: Mapped[int] = mapped_column(default=0)
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_messages_user_key_send_at", "user_key", "send_at"),
+        Index("ix_messages_status_send_at", "status", "send_at"),
+    )
+
+
+class DeadLetter(Base):
+    """Work that could not be processed, with its error; it never blocks the rest."""
+
+    __tablename__ = "dead_letters"
+    id: Mapped[int] = mapped_column(SeqId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # event|timer|message
+    ref: Mapped[str] = mapped_column(String(ID))
+    error: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    replayed_at: Mapped[datetime | None]

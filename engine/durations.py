@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
@@ -58,8 +58,13 @@ def next_local_time(now: datetime, at: time, zone: tzinfo) -> datetime:
     """
     local_date = now.astimezone(zone).date()
     for day in (local_date, local_date + timedelta(days=1), local_date + timedelta(days=2)):
+        # A wall time that occurs twice (DST fall-back) has two instants: fold 0 and 1.
         # Compare as instants: same-tzinfo comparisons would compare wall clocks only.
-        candidate = datetime.combine(day, at, tzinfo=zone).astimezone(now.tzinfo)
-        if candidate > now:
-            return candidate
+        # A wall time skipped by DST (a gap) exists in neither fold; then fold 0 stands for
+        # it, the instant the clock would show had it not jumped.
+        local = [datetime.combine(day, at, tzinfo=zone).replace(fold=fold) for fold in (0, 1)]
+        real = [t for t in local if t.astimezone(UTC).astimezone(zone).time() == at] or local[:1]
+        for candidate in sorted({t.astimezone(now.tzinfo) for t in real}):
+            if candidate > now:
+                return candidate
     raise AssertionError("unreachable: a wall time recurs within two days")

@@ -82,7 +82,8 @@ class QuietHours:
 def _zone(name: str) -> ZoneInfo | None:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # tzdata raises OSError subclasses for names that are directories ("Asia") or too long.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return None
 
 

@@ -62,6 +62,8 @@ class PartSource:
 
     template: jinja2.Template
     block: str | None = None
+    #: The template defines macros or variables at its top level, which blocks may use.
+    has_definitions: bool = False
 
     def chunks(self, context: jinja2.runtime.Context) -> Iterator[str]:
         if self.block is None:
@@ -85,9 +87,7 @@ class MessageParts:
             try:
                 context = contexts.get(id(source.template))
                 if context is None:
-                    context = contexts[id(source.template)] = source.template.new_context(
-                        dict(scope)
-                    )
+                    context = contexts[id(source.template)] = _context(source, scope)
                 rendered[part] = _capped(source.chunks(context), part)
             except RenderError as exc:
                 raise RenderError(f"{self.source}: {exc}") from None
@@ -96,6 +96,29 @@ class MessageParts:
             except Exception as exc:
                 raise RenderError(f"{self.source}: part {part!r}: {_describe(exc)}") from None
         return rendered
+
+
+def _context(source: PartSource, scope: Mapping[str, Any]) -> jinja2.runtime.Context:
+    names = dict(scope)
+    if source.has_definitions:
+        # A block rendered on its own does not run the template's top level, where
+        # macros and {% set %} live; run it once and hand its exports to the blocks.
+        module = source.template.make_module(dict(scope))
+        names.update((k, v) for k, v in vars(module).items() if not k.startswith("_"))
+    return source.template.new_context(names)
+
+
+_DEFINITIONS = (
+    jinja2.nodes.Macro,
+    jinja2.nodes.Assign,
+    jinja2.nodes.AssignBlock,
+    jinja2.nodes.Import,
+    jinja2.nodes.FromImport,
+)
+
+
+def _has_definitions(source: str) -> bool:
+    return any(isinstance(node, _DEFINITIONS) for node in _TEXT_ENV.parse(source).body)
 
 
 def compile_template_parts(
@@ -113,6 +136,7 @@ def compile_template_parts(
         parts[channel.single_part] = PartSource(text_template)
         return MessageParts(origin, parts), problems
     html_template = _HTML_ENV.from_string(source) if blocks & HTML_PARTS else None
+    definitions = _has_definitions(source)
     for part in channel.parts:
         if part not in blocks:
             if part in channel.required_parts:
@@ -122,7 +146,7 @@ def compile_template_parts(
                 )
             continue
         template = html_template if part in HTML_PARTS and html_template else text_template
-        parts[part] = PartSource(template, part)
+        parts[part] = PartSource(template, part, definitions)
     return MessageParts(origin, parts), problems
 
 

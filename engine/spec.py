@@ -353,7 +353,7 @@ class FrequencyCap(SpecModel):
 def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(
             f"unknown time zone {value!r} (use an IANA name like 'Asia/Shanghai')"
         ) from None

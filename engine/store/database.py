@@ -21,7 +21,7 @@ DEFAULT_SQLITE_PATH = Path(".data") / "journey.db"
 
 
 def database_url(explicit: str | None = None) -> str:
-    """The URL to use: ``explicit``, else ``JOURNEY_DATABASE_URL``, else the embedded SQLite file."""
+    """``explicit``, else ``JOURNEY_DATABASE_URL``, else the embedded SQLite file."""
     url = explicit or os.environ.get("JOURNEY_DATABASE_URL")
     if url:
         if url.startswith("postgresql://") or url.startswith("postgres://"):

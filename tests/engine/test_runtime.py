@@ -37,7 +37,9 @@ from engine.runtime import (
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 
 
-def project_of(tmp_path: Path, journey: str, policies: str = "", templates: dict[str, str] | None = None) -> Project:
+def project_of(
+    tmp_path: Path, journey: str, policies: str = "", templates: dict[str, str] | None = None
+) -> Project:
     (tmp_path / "journeys").mkdir()
     (tmp_path / "journeys" / "j.yaml").write_text(textwrap.dedent(journey))
     if policies:
@@ -50,8 +52,14 @@ def project_of(tmp_path: Path, journey: str, policies: str = "", templates: dict
 
 
 def event(name: str, at: datetime, message_id: str = "m1", **properties: object) -> EventInput:
-    data = {"type": "track", "event": name, "name": name, "properties": properties,
-            "timestamp": at, "messageId": message_id}
+    data = {
+        "type": "track",
+        "event": name,
+        "name": name,
+        "properties": properties,
+        "timestamp": at,
+        "messageId": message_id,
+    }
     return EventInput(name, data, message_id)
 
 
@@ -92,7 +100,9 @@ def test_enter_schedules_the_first_wait(tmp_path: Path) -> None:
 def test_stale_timer_changes_nothing(tmp_path: Path) -> None:
     project = project_of(tmp_path, WAITS)
     run = start(project).run
-    result = advance(project.journeys["j"], run, TimerFired("not-mine"), T0, user(), project.policies)
+    result = advance(
+        project.journeys["j"], run, TimerFired("not-mine"), T0, user(), project.policies
+    )
     assert result.commands == () and result.run == run
 
 
@@ -100,12 +110,23 @@ def test_wait_for_where_sees_the_candidate_event(tmp_path: Path) -> None:
     project = project_of(tmp_path, WAITS)
     journey = project.journeys["j"]
     run = start(project).run
-    run = advance(journey, run, TimerFired(run.waiting.timer_id), T0 + timedelta(hours=1), user(), project.policies).run  # type: ignore[union-attr]
+    run = advance(
+        journey,
+        run,
+        TimerFired(run.waiting.timer_id),
+        T0 + timedelta(hours=1),
+        user(),
+        project.policies,
+    ).run  # type: ignore[union-attr]
     assert run.step == "ask"
     later = T0 + timedelta(hours=2)
-    ignored = advance(journey, run, event("Answer", later, "m2", ok=False), later, user(), project.policies)
+    ignored = advance(
+        journey, run, event("Answer", later, "m2", ok=False), later, user(), project.policies
+    )
     assert ignored.run.step == "ask" and ignored.commands == ()
-    taken = advance(journey, run, event("Answer", later, "m3", ok=True), later, user(), project.policies)
+    taken = advance(
+        journey, run, event("Answer", later, "m3", ok=True), later, user(), project.policies
+    )
     assert [type(c) for c in taken.commands] == [CancelTimer, Completed]
     assert taken.run.status == "completed" and taken.run.event["messageId"] == "m3"
 
@@ -114,7 +135,9 @@ def test_exit_cancels_the_pending_timer(tmp_path: Path) -> None:
     project = project_of(tmp_path, WAITS)
     run = start(project).run
     at = T0 + timedelta(minutes=5)
-    result = advance(project.journeys["j"], run, event("Stop", at, "m2"), at, user(), project.policies)
+    result = advance(
+        project.journeys["j"], run, event("Stop", at, "m2"), at, user(), project.policies
+    )
     assert [type(c) for c in result.commands] == [CancelTimer, Exited]
     assert result.run.status == "exited" and result.run.ended_at == at
 
@@ -136,12 +159,16 @@ def test_goal_window_closes(tmp_path: Path) -> None:
     project = project_of(tmp_path, WAITS)
     run = start(project).run
     late = T0 + timedelta(days=2, seconds=1)
-    result = advance(project.journeys["j"], run, event("Buy", late, "m2"), late, user(), project.policies)
+    result = advance(
+        project.journeys["j"], run, event("Buy", late, "m2"), late, user(), project.policies
+    )
     assert not any(isinstance(c, Converted) for c in result.commands)
 
 
 def test_trigger_event_never_moves_its_own_run(tmp_path: Path) -> None:
-    project = project_of(tmp_path, WAITS.replace("exit_when: [{event: Stop}]", "exit_when: [{event: Go}]"))
+    project = project_of(
+        tmp_path, WAITS.replace("exit_when: [{event: Stop}]", "exit_when: [{event: Go}]")
+    )
     run = start(project).run
     same = advance(project.journeys["j"], run, event("Go", T0, "m1"), T0, user(), project.policies)
     assert same.commands == () and same.run.active
@@ -168,7 +195,9 @@ steps:
         (EntryHistory(1, T0 - timedelta(days=2)), False, 2, True),
     ],
 )
-def test_may_enter(tmp_path: Path, history: EntryHistory, active: bool, n: int, expected: bool) -> None:
+def test_may_enter(
+    tmp_path: Path, history: EntryHistory, active: bool, n: int, expected: bool
+) -> None:
     project = project_of(tmp_path, REENTRY)
     item = event("Go", T0, n=n)
     assert may_enter(project.journeys["j"], item, T0, user(), history, active) is expected
@@ -184,7 +213,10 @@ steps:
     send: {channel: wecom, template: t/hi, fallback: [sms]}
     next: end
 """
-TEMPLATES = {"t/hi.wecom.j2": "Hi {{ profile.name }}", "t/hi.sms.j2": "【Acme】Hi {{ profile.name }} 回T退订"}
+TEMPLATES = {
+    "t/hi.wecom.j2": "Hi {{ profile.name }}",
+    "t/hi.sms.j2": "【Acme】Hi {{ profile.name }} 回T退订",
+}
 
 
 def test_send_dispatches_then_waits_for_the_delivery_result(tmp_path: Path) -> None:
@@ -195,7 +227,14 @@ def test_send_dispatches_then_waits_for_the_delivery_result(tmp_path: Path) -> N
     assert isinstance(dispatch, Dispatch) and dispatch.message.channel == "wecom"
     assert dispatch.message.message_id == make_message_id("run1", "hello", 1, "wecom")
     assert result.run.waiting is not None and result.run.waiting.kind == "delivery"
-    done = advance(project.journeys["j"], result.run, DeliveryResult(dispatch.message.message_id, "sent"), T0, who, project.policies)
+    done = advance(
+        project.journeys["j"],
+        result.run,
+        DeliveryResult(dispatch.message.message_id, "sent"),
+        T0,
+        who,
+        project.policies,
+    )
     assert [type(c) for c in done.commands] == [Completed]
 
 
@@ -205,7 +244,9 @@ def test_undeliverable_falls_back_but_render_failure_does_not(tmp_path: Path) ->
     who = user(name="Li", wecom_userid="w1", phone="+86138")
     run = start(project, who=who).run
     first = run.waiting.message_id  # type: ignore[union-attr]
-    fallback = advance(journey, run, DeliveryResult(first, "undeliverable"), T0, who, project.policies)
+    fallback = advance(
+        journey, run, DeliveryResult(first, "undeliverable"), T0, who, project.policies
+    )
     dispatch = fallback.commands[-1]
     assert isinstance(dispatch, Dispatch) and dispatch.message.channel == "sms"
     failed = advance(journey, run, DeliveryResult(first, "failed"), T0, who, project.policies)
@@ -236,19 +277,35 @@ def test_quiet_hours_defer_then_deliver_rechecks_consent(tmp_path: Path) -> None
     morning = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai
     assert len(scheduled) == 1 and scheduled[0].at == morning
     timer = deferred.run.waiting.timer_id  # type: ignore[union-attr]
-    unsubscribed = user(name="Li", wecom_userid="w1", phone="+86138", subscriptions={"wecom": False})
-    result = advance(journey, deferred.run, TimerFired(timer), morning, unsubscribed, project.policies)
+    unsubscribed = user(
+        name="Li", wecom_userid="w1", phone="+86138", subscriptions={"wecom": False}
+    )
+    result = advance(
+        journey, deferred.run, TimerFired(timer), morning, unsubscribed, project.policies
+    )
     kinds = [type(c) for c in result.commands]
     assert kinds == [Suppressed, Dispatch]  # wecom refused overnight, so sms now
     assert result.commands[1].message.channel == "sms"  # type: ignore[union-attr]
 
 
 def test_exit_during_deferral_cancels_the_message(tmp_path: Path) -> None:
-    project = project_of(tmp_path, SEND.replace("start: hello", "exit_when: [{event: Stop}]\nstart: hello"), QUIET, TEMPLATES)
+    project = project_of(
+        tmp_path,
+        SEND.replace("start: hello", "exit_when: [{event: Stop}]\nstart: hello"),
+        QUIET,
+        TEMPLATES,
+    )
     night = datetime(2026, 3, 1, 14, 0, tzinfo=UTC)
     deferred = start(project, at=night, who=user(wecom_userid="w1", name="Li"))
     stop = night + timedelta(hours=1)
-    result = advance(project.journeys["j"], deferred.run, event("Stop", stop, "m2"), stop, user(), project.policies)
+    result = advance(
+        project.journeys["j"],
+        deferred.run,
+        event("Stop", stop, "m2"),
+        stop,
+        user(),
+        project.policies,
+    )
     assert [type(c) for c in result.commands] == [CancelTimer, CancelMessage, Exited]
 
 

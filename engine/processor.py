@@ -1,0 +1,281 @@
+"""The shell's decisions in one place: how events, timers and delivery results reach runs.
+
+``runtime`` decides what one run does with one input. This module decides which
+runs get which input, in the order the format fixes (section 9): identity and
+traits first; then the user's runs in the order they entered (goal, exit,
+wait_for); then triggers of journeys in ``id`` order. It also merges users when
+ids are linked. It is shared by ``journey simulate`` (users in memory, a timer
+heap, messages rendered on the spot) and the live engine (users, timers and the
+outbox in the database), which differ only in their :class:`UserBook` and
+:class:`Effects`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from engine.events import Event
+from engine.graph import CompiledJourney
+from engine.identity import anonymous_key, display_id, merge_traits, user_key
+from engine.policies import SentMessage
+from engine.project import Project
+from engine.runtime import (
+    CancelMessage,
+    CancelTimer,
+    Completed,
+    Converted,
+    DeliveryResult,
+    Dispatch,
+    Entered,
+    EntryHistory,
+    EventInput,
+    Exited,
+    Input,
+    RunFact,
+    RunState,
+    ScheduleMessage,
+    ScheduleTimer,
+    Suppressed,
+    TimerFired,
+    Transition,
+    UserView,
+    advance,
+    enter,
+    goal_open,
+    make_run_id,
+    may_enter,
+)
+
+FACT_NAMES: Mapping[type, str] = {
+    Entered: "entered",
+    Converted: "converted",
+    Exited: "exited",
+    Completed: "completed",
+}
+
+
+@dataclass
+class UserState:
+    """What the engine holds of one user while applying inputs to them.
+
+    ``runs`` holds the active runs and the ended runs whose conversion window is
+    still open, in the order they entered; ``sent`` the messages that count
+    toward frequency caps.
+    """
+
+    key: str
+    profile: dict[str, Any] = field(default_factory=dict)
+    runs: dict[str, RunState] = field(default_factory=dict)
+    entries: dict[str, EntryHistory] = field(default_factory=dict)
+    sent: dict[str, SentMessage] = field(default_factory=dict)
+
+    @property
+    def user_id(self) -> str:
+        return display_id(self.key)
+
+    def view(self) -> UserView:
+        return UserView(self.user_id, self.profile, tuple(self.sent.values()))
+
+    def active_run(self, journey_id: str) -> RunState | None:
+        for run in self.runs.values():
+            if run.journey_id == journey_id and run.active:
+                return run
+        return None
+
+
+class UserBook(Protocol):
+    """Where users live: loads them, resolves ids to keys, links ids."""
+
+    def resolve(self, user_id: str | None, anonymous_id: str | None) -> str:
+        """The key that owns an event's ids now."""
+
+    def get(self, key: str) -> UserState:
+        """The user under ``key`` (a new, empty one if unknown), ready to change."""
+
+    def link(self, source: str, target: str, now: datetime) -> str | None:
+        """Link key ``source`` to ``target``'s owner; the owner's key, or None if unchanged."""
+
+    def take(self, key: str) -> UserState | None:
+        """Remove the user under ``key`` (merged into another) and return it, if known."""
+
+
+class Catalog(Protocol):
+    """The deployed journeys: the current project, and any version runs are pinned to."""
+
+    @property
+    def current(self) -> Project: ...
+
+    def journey(self, journey_id: str, version: str) -> CompiledJourney: ...
+
+
+class Effects(Protocol):
+    """What carrying out the runtime's commands means here."""
+
+    def fact(self, user: UserState, kind: str, fact: RunFact) -> None:
+        """A run entered, converted, exited or completed."""
+
+    def timer_set(self, user: UserState, command: ScheduleTimer) -> None: ...
+
+    def timer_cancelled(self, user: UserState, timer_id: str) -> None: ...
+
+    def suppressed(self, user: UserState, command: Suppressed) -> None: ...
+
+    def message_scheduled(self, user: UserState, command: ScheduleMessage) -> None: ...
+
+    def message_cancelled(self, user: UserState, message_id: str) -> None: ...
+
+    def dispatch(
+        self, user: UserState, journey: CompiledJourney, run: RunState, command: Dispatch
+    ) -> DeliveryResult | None:
+        """Send now and return the result, or queue it (None: the result comes later)."""
+
+    def run_saved(self, user: UserState, run: RunState) -> None:
+        """A run changed (or was created)."""
+
+    def run_dropped(self, user: UserState, run: RunState) -> None:
+        """A run is gone: merged away, or ended with no conversion window left."""
+
+
+class Processor:
+    """Applies events, fired timers and delivery results to users' runs."""
+
+    def __init__(self, catalog: Catalog, book: UserBook, effects: Effects) -> None:
+        self.catalog = catalog
+        self.book = book
+        self.effects = effects
+
+    # -- inputs --
+
+    def apply(self, event: Event, now: datetime) -> None:
+        """Apply one event at ``now``: identity and traits, then runs, then triggers."""
+        if event.type in ("identify", "alias"):
+            self.identify(event, now)
+            return
+        project = self.catalog.current
+        name = event.name
+        interested = name is not None and name in project.by_event
+        if not interested:
+            return
+        assert name is not None
+        user = self.book.get(self.book.resolve(event.user_id, event.anonymous_id))
+        item = EventInput(name, event.data(), event.message_id)
+        for run in list(user.runs.values()):
+            journey = self.catalog.journey(run.journey_id, run.version)
+            if name in journey.listens_to and (run.active or goal_open(journey, run, now)):
+                self.step(user, journey, run, item, now)
+        for journey in project.by_event[name]:
+            if not journey.trigger.wants(name):
+                continue
+            history = user.entries.get(journey.id, EntryHistory())
+            view = user.view()
+            has_active = user.active_run(journey.id) is not None
+            if may_enter(journey, item, now, view, history, has_active):
+                number = history.count + 1
+                user.entries[journey.id] = EntryHistory(number, now)
+                run_id = make_run_id(journey.id, user.user_id, number)
+                transition = enter(journey, run_id, item, now, view, project.policies)
+                self.carry_out(user, journey, transition, now)
+
+    def fire(self, user: UserState, run_id: str, timer_id: str, now: datetime) -> None:
+        """A timer of ``run_id`` came due at ``now``."""
+        run = user.runs.get(run_id)
+        if run is not None:
+            journey = self.catalog.journey(run.journey_id, run.version)
+            self.step(user, journey, run, TimerFired(timer_id), now)
+
+    def delivered(
+        self, user: UserState, run_id: str, result: DeliveryResult, now: datetime
+    ) -> None:
+        """A dispatched message of ``run_id`` ended as ``result``."""
+        run = user.runs.get(run_id)
+        if run is not None:
+            journey = self.catalog.journey(run.journey_id, run.version)
+            self.step(user, journey, run, result, now)
+
+    def step(
+        self, user: UserState, journey: CompiledJourney, run: RunState, item: Input, now: datetime
+    ) -> None:
+        transition = advance(journey, run, item, now, user.view(), self.catalog.current.policies)
+        self.carry_out(user, journey, transition, now)
+
+    # -- identity --
+
+    def identify(self, event: Event, now: datetime) -> None:
+        """``identify`` links ids and merges traits; ``alias`` links ids."""
+        if event.type == "alias":
+            # Segment's previousId is either an anonymousId or an earlier userId.
+            assert event.user_id is not None and event.previous_id is not None
+            self.link(anonymous_key(event.previous_id), user_key(event.user_id), now)
+            self.link(user_key(event.previous_id), user_key(event.user_id), now)
+            return
+        if event.user_id is not None and event.anonymous_id is not None:
+            self.link(anonymous_key(event.anonymous_id), user_key(event.user_id), now)
+        user = self.book.get(self.book.resolve(event.user_id, event.anonymous_id))
+        if event.traits:
+            user.profile = merge_traits(user.profile, event.traits)
+
+    def link(self, source: str, target: str, now: datetime) -> None:
+        """Move everything of ``source`` to the owner of ``target`` (format section 9)."""
+        owner_key = self.book.link(source, target, now)
+        if owner_key is None:
+            return
+        gone = self.book.take(source)
+        if gone is None:
+            return
+        owner = self.book.get(owner_key)
+        owner.profile = merge_traits(gone.profile, owner.profile)  # the known user's traits win
+        for run in gone.runs.values():
+            if run.active and owner.active_run(run.journey_id) is not None:
+                self.effects.run_dropped(gone, run)  # the known user's own run wins
+                continue
+            owner.runs[run.run_id] = run
+            self.effects.run_saved(owner, run)
+        for journey_id, theirs in gone.entries.items():
+            mine = owner.entries.get(journey_id, EntryHistory())
+            moments = [t for t in (mine.last_entered_at, theirs.last_entered_at) if t is not None]
+            owner.entries[journey_id] = EntryHistory(
+                mine.count + theirs.count, max(moments) if moments else None
+            )
+        owner.sent.update(gone.sent)
+
+    # -- commands --
+
+    def carry_out(
+        self, user: UserState, journey: CompiledJourney, transition: Transition, now: datetime
+    ) -> None:
+        run = transition.run
+        user.runs[run.run_id] = run
+        effects = self.effects
+        results: list[DeliveryResult] = []
+        for command in transition.commands:
+            if isinstance(command, ScheduleTimer):
+                effects.timer_set(user, command)
+            elif isinstance(command, CancelTimer):
+                effects.timer_cancelled(user, command.timer_id)
+            elif isinstance(command, Dispatch):
+                result = effects.dispatch(user, journey, run, command)
+                if result is not None:
+                    results.append(result)
+            elif isinstance(command, Suppressed):
+                user.sent.pop(command.message.message_id, None)
+                effects.suppressed(user, command)
+            elif isinstance(command, ScheduleMessage):
+                user.sent[command.message.message_id] = SentMessage(
+                    command.message.channel, command.at
+                )
+                effects.message_scheduled(user, command)
+            elif isinstance(command, CancelMessage):
+                user.sent.pop(command.message_id, None)
+                effects.message_cancelled(user, command.message_id)
+            else:
+                effects.fact(user, FACT_NAMES[type(command)], command)
+        if run.active or goal_open(journey, run, now):
+            effects.run_saved(user, run)
+        else:
+            del user.runs[run.run_id]
+            effects.run_dropped(user, run)
+        for result in results:
+            self.delivered(user, run.run_id, result, now)

@@ -1,0 +1,186 @@
+"""engine.event_files: JSON-lines event files, bad lines reported by number."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.event_files import EventFile, read_events
+from engine.events import Event
+
+
+def track(event: str, ts: str, message_id: str | None = None, **extra: Any) -> str:
+    raw: dict[str, Any] = {"type": "track", "event": event, "userId": "u1", "timestamp": ts}
+    if message_id is not None:
+        raw["messageId"] = message_id
+    raw.update(extra)
+    return json.dumps(raw)
+
+
+def write(tmp_path: Path, lines: list[str], name: str = "events.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+    return path
+
+
+def load(path: Path) -> tuple[list[Event], EventFile]:
+    """Iterate the file once; its errors and counts are complete afterwards."""
+    file = EventFile(path)
+    return list(file), file
+
+
+def names(events: list[Event]) -> list[str | None]:
+    return [e.name for e in events]
+
+
+def test_reads_valid_lines(tmp_path: Path) -> None:
+    path = write(tmp_path, [track("A", "2026-03-01T09:00:00Z", "m1")])
+    events, file = load(path)
+    assert names(events) == ["A"]
+    assert file.errors == []
+    assert file.duplicates == 0
+    assert names(read_events(path)) == ["A"]
+
+
+def test_bad_json_is_reported_and_other_lines_kept(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        [
+            track("A", "2026-03-01T09:00:00Z", "m1"),
+            "{not json",
+            track("B", "2026-03-01T10:00:00Z", "m2"),
+        ],
+    )
+    events, file = load(path)
+    assert names(events) == ["A", "B"]
+    assert len(file.errors) == 1
+    assert file.errors[0].startswith(f"{path}:2: ")
+    assert "JSON" in file.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (
+            json.dumps({"type": "track", "userId": "u1", "timestamp": "2026-03-01T09:00:00Z"}),
+            "event",
+        ),
+        (
+            json.dumps({"type": "track", "event": "E", "timestamp": "2026-03-01T09:00:00Z"}),
+            "userId",
+        ),
+        (track("E", "not a time", "m9"), "timestamp"),
+        (json.dumps({"type": "shout", "userId": "u1"}), "type"),
+        (track("E", "2026-03-01T09:00:00Z", "m9", properties=[1]), "properties"),
+    ],
+)
+def test_invalid_message_names_file_line_and_field(tmp_path: Path, bad: str, field: str) -> None:
+    path = write(tmp_path, [track("A", "2026-03-01T09:00:00Z", "m1"), bad])
+    events, file = load(path)
+    assert names(events) == ["A"]
+    assert len(file.errors) == 1
+    assert file.errors[0].startswith(f"{path}:2: {field}:")
+
+
+def test_non_object_line_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, ["[1, 2]", track("A", "2026-03-01T09:00:00Z", "m1")])
+    events, file = load(path)
+    assert names(events) == ["A"]
+    assert len(file.errors) == 1
+    assert file.errors[0].startswith(f"{path}:1: ")
+
+
+@pytest.mark.parametrize("sorted_file", [True, False])
+def test_duplicates_are_dropped_in_file_order_before_sorting(
+    tmp_path: Path, sorted_file: bool
+) -> None:
+    if sorted_file:
+        lines = [
+            track("first", "2026-03-01T08:00:00Z", "m1"),
+            track("second", "2026-03-01T09:00:00Z", "m2"),
+            track("repeat", "2026-03-01T09:30:00Z", "m1"),
+            track("third", "2026-03-01T10:00:00Z", "m3"),
+        ]
+        expected = ["first", "second", "third"]
+    else:
+        lines = [
+            track("first", "2026-03-01T10:00:00Z", "m1"),
+            track("repeat", "2026-03-01T08:00:00Z", "m1"),  # earlier, but a repeat
+            track("second", "2026-03-01T09:00:00Z", "m2"),
+            track("repeat2", "2026-03-01T11:00:00Z", "m1"),
+        ]
+        expected = ["second", "first"]
+    events, file = load(write(tmp_path, lines))
+    assert names(events) == expected
+    assert file.duplicates == len(lines) - len(expected)
+    assert file.errors == []
+
+
+def test_sorted_by_timestamp_stable_for_equal_times(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        [
+            track("late", "2026-03-01T12:00:00Z", "m1"),
+            track("tie1", "2026-03-01T09:00:00Z", "m2"),
+            track("tie2", "2026-03-01T17:00:00+08:00", "m3"),  # same instant as tie1
+            track("early", "2026-03-01T08:00:00Z", "m4"),
+            track("tie3", "2026-03-01T09:00:00Z", "m5"),
+        ],
+    )
+    assert names(read_events(path)) == ["early", "tie1", "tie2", "tie3", "late"]
+
+
+def test_equal_times_in_a_sorted_file_keep_file_order(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        [
+            track("b", "2026-03-01T09:00:00Z", "m1"),
+            track("a", "2026-03-01T17:00:00+08:00", "m2"),
+            track("c", "2026-03-01T09:00:00", "m3"),  # naive: UTC
+        ],
+    )
+    assert names(read_events(path)) == ["b", "a", "c"]
+
+
+def test_offsets_are_compared_as_instants(tmp_path: Path) -> None:
+    # In file order the wall clocks rise, but the instants go backwards.
+    path = write(
+        tmp_path,
+        [
+            track("second", "2026-03-01T09:00:00Z", "m1"),
+            track("first", "2026-03-01T10:00:00+08:00", "m2"),  # 02:00Z
+        ],
+    )
+    assert names(read_events(path)) == ["first", "second"]
+
+
+def test_blank_lines_are_ignored_but_line_numbers_kept(tmp_path: Path) -> None:
+    path = write(tmp_path, ["", "   ", track("A", "2026-03-01T09:00:00Z", "m1"), "", "{oops"])
+    events, file = load(path)
+    assert names(events) == ["A"]
+    assert len(file.errors) == 1
+    assert file.errors[0].startswith(f"{path}:5: ")
+
+
+def test_missing_message_id_gets_a_per_line_default(tmp_path: Path) -> None:
+    path = write(tmp_path, [track("A", "2026-03-01T09:00:00Z"), track("A", "2026-03-01T09:00:00Z")])
+    events, file = load(path)
+    assert file.duplicates == 0
+    assert [e.message_id for e in events] == ["events.jsonl:1", "events.jsonl:2"]
+
+
+def test_crlf_line_endings(tmp_path: Path) -> None:
+    path = tmp_path / "crlf.jsonl"
+    lines = [track("A", "2026-03-01T09:00:00Z", "m1"), track("B", "2026-03-01T09:00:01Z", "m2")]
+    path.write_bytes("".join(line + "\r\n" for line in lines).encode())
+    events, file = load(path)
+    assert names(events) == ["A", "B"]
+    assert file.errors == []
+
+
+def test_unreadable_file_raises_oserror(tmp_path: Path) -> None:
+    with pytest.raises(OSError):
+        read_events(tmp_path / "absent.jsonl")

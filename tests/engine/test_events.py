@@ -1,0 +1,226 @@
+"""engine.events: Segment messages validated into Events; errors name the field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from engine.errors import InvalidMessage
+from engine.events import parse_message
+
+TS = "2026-03-01T10:00:00Z"
+AT = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+TRACK: dict[str, Any] = {
+    "type": "track",
+    "event": "Order Completed",
+    "userId": "u42",
+    "properties": {"order_id": "o1", "total": 99.5},
+    "timestamp": TS,
+    "messageId": "m-123",
+}
+
+
+def without(raw: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in raw.items() if k not in keys}
+
+
+def test_track() -> None:
+    event = parse_message(TRACK)
+    assert event.type == "track"
+    assert event.name == "Order Completed"
+    assert event.user_id == "u42"
+    assert event.anonymous_id is None
+    assert event.message_id == "m-123"
+    assert event.timestamp == AT
+    assert event.properties == {"order_id": "o1", "total": 99.5}
+    assert event.traits == {}
+
+
+def test_identify() -> None:
+    event = parse_message(
+        {
+            "type": "identify",
+            "userId": "u42",
+            "anonymousId": "a-9",
+            "traits": {"phone": "+86", "subscriptions": {"sms": True}},
+            "timestamp": TS,
+            "messageId": "m-122",
+        }
+    )
+    assert (event.type, event.user_id, event.anonymous_id) == ("identify", "u42", "a-9")
+    assert event.traits == {"phone": "+86", "subscriptions": {"sms": True}}
+    assert event.name is None
+
+
+@pytest.mark.parametrize("kind", ["page", "screen"])
+def test_page_and_screen_carry_name_and_properties(kind: str) -> None:
+    event = parse_message(
+        {
+            "type": kind,
+            "anonymousId": "a1",
+            "name": "Home",
+            "properties": {"path": "/"},
+            "timestamp": TS,
+            "messageId": "m",
+        }
+    )
+    assert (event.type, event.name, event.anonymous_id) == (kind, "Home", "a1")
+    assert event.properties == {"path": "/"}
+
+
+def test_alias() -> None:
+    event = parse_message(
+        {"type": "alias", "userId": "u1", "previousId": "a1", "timestamp": TS, "messageId": "m"}
+    )
+    assert (event.type, event.user_id, event.previous_id) == ("alias", "u1", "a1")
+
+
+def test_group() -> None:
+    event = parse_message(
+        {
+            "type": "group",
+            "userId": "u1",
+            "groupId": "g1",
+            "traits": {"plan": "pro"},
+            "timestamp": TS,
+            "messageId": "m",
+        }
+    )
+    assert (event.type, event.user_id, event.traits) == ("group", "u1", {"plan": "pro"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (without(TRACK, "event"), "event"),
+        ({**TRACK, "event": ""}, "event"),
+        ({**TRACK, "event": None}, "event"),
+        (without(TRACK, "userId"), "userId"),
+        ({**TRACK, "userId": None}, "userId"),
+        ({**TRACK, "userId": ""}, "userId"),
+        ({**TRACK, "timestamp": "yesterday"}, "timestamp"),
+        ({**TRACK, "type": "bogus"}, "type"),
+        (without(TRACK, "type"), "type"),
+        ({**TRACK, "properties": [1, 2]}, "properties"),
+        ({**TRACK, "properties": "x"}, "properties"),
+        (
+            {"type": "alias", "userId": "u1", "timestamp": TS, "messageId": "m"},
+            "previousId",
+        ),
+        (
+            {"type": "identify", "userId": "u1", "traits": 5, "timestamp": TS, "messageId": "m"},
+            "traits",
+        ),
+        (without(TRACK, "messageId"), "messageId"),
+        (without(TRACK, "timestamp"), "timestamp"),
+    ],
+)
+def test_invalid_message_names_the_field(raw: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        parse_message(raw)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}:")
+
+
+def test_not_an_object() -> None:
+    with pytest.raises(InvalidMessage, match="JSON object"):
+        parse_message([TRACK])
+
+
+def test_numeric_user_id_is_text() -> None:
+    event = parse_message({**TRACK, "userId": 42})
+    assert event.user_id == "42"
+
+
+def test_boolean_user_id_is_rejected() -> None:
+    with pytest.raises(InvalidMessage) as info:
+        parse_message({**TRACK, "userId": True})
+    assert info.value.field == "userId"
+
+
+def test_anonymous_id_alone_is_enough() -> None:
+    event = parse_message({**without(TRACK, "userId"), "anonymousId": "a-1"})
+    assert (event.user_id, event.anonymous_id) == (None, "a-1")
+
+
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        ("2026-03-01T10:00:00", AT),
+        ("2026-03-01T18:00:00+08:00", AT),
+        ("2026-03-01T05:00:00-05:00", AT),
+        ("2026-03-01T10:00:00.000Z", AT),
+    ],
+)
+def test_timestamps_become_utc(stamp: str, expected: datetime) -> None:
+    event = parse_message({**TRACK, "timestamp": stamp})
+    assert event.timestamp == expected
+    assert event.timestamp.utcoffset() is not None
+    assert event.timestamp.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+
+
+def test_defaults_fill_missing_id_and_timestamp() -> None:
+    received = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    event = parse_message(
+        without(TRACK, "messageId", "timestamp"),
+        default_message_id="file:3",
+        default_timestamp=received,
+    )
+    assert (event.message_id, event.timestamp) == ("file:3", received)
+
+
+def test_defaults_do_not_override_given_values() -> None:
+    event = parse_message(
+        TRACK, default_message_id="file:3", default_timestamp=datetime(2020, 1, 1, tzinfo=UTC)
+    )
+    assert (event.message_id, event.timestamp) == ("m-123", AT)
+
+
+def test_naive_default_timestamp_is_utc() -> None:
+    event = parse_message(without(TRACK, "timestamp"), default_timestamp=datetime(2026, 3, 1, 10))
+    assert event.timestamp == AT
+
+
+def test_extra_segment_fields_are_accepted() -> None:
+    event = parse_message(
+        {
+            **TRACK,
+            "context": {"ip": "10.0.0.1"},
+            "integrations": {"All": True},
+            "sentAt": "2026-03-01T10:00:01Z",
+            "receivedAt": "2026-03-01T10:00:02Z",
+            "version": 2,
+        }
+    )
+    assert event.context == {"ip": "10.0.0.1"}
+    assert event.name == "Order Completed"
+
+
+def test_data_keys_for_track() -> None:
+    data = parse_message(TRACK).data()
+    assert set(data) == {
+        "type",
+        "event",
+        "name",
+        "properties",
+        "traits",
+        "timestamp",
+        "messageId",
+        "userId",
+        "anonymousId",
+        "context",
+    }
+    assert data["event"] == "Order Completed"
+    assert data["properties"]["total"] == 99.5
+    assert data["timestamp"] == AT
+    assert data["context"] == {}
+
+
+def test_data_event_is_none_for_page() -> None:
+    data = parse_message(
+        {"type": "page", "userId": "u1", "name": "Pricing", "timestamp": TS, "messageId": "m"}
+    ).data()
+    assert data["event"] is None
+    assert data["name"] == "Pricing"

@@ -13,7 +13,6 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -76,20 +75,19 @@ class TemplateChecker:
         digest = hashlib.sha256()
         ok = has_default
         for _locale, path in variants:
-            text = path.read_text("utf-8")
-            digest.update(str(path).encode() + b"\0" + text.encode() + b"\0")
+            text = self.store.files[path]
+            shown = self.store.display(path)
+            digest.update(path.encode() + b"\0" + text.encode() + b"\0")
             try:
-                _parts, problems = compile_template_parts(text, str(path), channel)
+                _parts, problems = compile_template_parts(text, shown, channel)
             except jinja2.TemplateSyntaxError as exc:
                 self.diagnostics.append(
-                    Diagnostic(
-                        str(path), exc.lineno or 1, 1, f"template syntax error: {exc.message}"
-                    )
+                    Diagnostic(shown, exc.lineno or 1, 1, f"template syntax error: {exc.message}")
                 )
                 ok = False
                 continue
             for problem in problems:
-                self.diagnostics.append(Diagnostic(str(path), 1, 1, problem))
+                self.diagnostics.append(Diagnostic(shown, 1, 1, problem))
                 ok = False
         self.digests[key] = digest.hexdigest()
         self.checked[key] = ok
@@ -316,11 +314,12 @@ class _JourneyCompiler:
         ok = True
         for channel in channels:
             self.template_keys.add((name, channel.name))
-            if not self.templates.store.path_for(name, channel.name).is_file():
+            store = self.templates.store
+            expected = store.path_for(name, channel.name)
+            if not store.exists(expected):
                 self.error(
                     path,
-                    f"no {channel.name} template {name!r}: expected file "
-                    f"{self.templates.store.path_for(name, channel.name)}",
+                    f"no {channel.name} template {name!r}: expected file {store.display(expected)}",
                 )
                 ok = False
             elif not self.templates.check(name, channel):
@@ -501,12 +500,3 @@ def compile_journey(
     compiler = _JourneyCompiler(doc, templates)
     journey = compiler.compile()
     return journey, compiler.diagnostics
-
-
-def journey_files(directory: Path) -> list[Path]:
-    """The journey files of a directory (``*.yaml``/``*.yml``, not ``policies.yaml``), sorted."""
-    return sorted(
-        p
-        for p in directory.iterdir()
-        if p.is_file() and p.suffix in (".yaml", ".yml") and p.stem != "policies"
-    )

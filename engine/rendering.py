@@ -167,46 +167,70 @@ def locale_chain(locale: object) -> tuple[str, ...]:
     return tuple(chain)
 
 
+TEMPLATE_SUFFIX = ".j2"
+MAX_TEMPLATE_BYTES = 1024 * 1024
+
+
 @dataclass
 class TemplateStore:
-    """Finds and compiles template files under one directory, caching each compile."""
+    """Template files by path relative to the templates directory, compiled on first use.
 
-    root: Path
+    The files are held as text (read from a directory, or from a stored deployment),
+    so a deployed version renders the same whatever happens to the directory later.
+    """
+
+    files: Mapping[str, str]
+    label: str = "templates"
     _cache: dict[tuple[str, str, str], MessageParts | None] = field(default_factory=dict)
-    _locale_dirs: dict[str, str] | None = None
+    _locale_dirs: dict[str, str] = field(default_factory=dict)
 
-    def path_for(self, name: str, channel: str, locale: str | None = None) -> Path:
-        """The file that would hold ``name`` for ``channel`` in ``locale`` (None: default)."""
-        base = self.root / locale if locale else self.root
-        return base / f"{name}.{channel}.j2"
+    def __post_init__(self) -> None:
+        for path in self.files:
+            top = path.split("/", 1)[0]
+            if "/" in path:
+                self._locale_dirs.setdefault(top.lower(), top)
 
-    def _locale_dir(self, tag: str) -> str | None:
-        """The directory spelling of a locale tag, matched case-insensitively."""
-        if self._locale_dirs is None:
-            self._locale_dirs = (
-                {p.name.lower(): p.name for p in self.root.iterdir() if p.is_dir()}
-                if self.root.is_dir()
-                else {}
-            )
-        return self._locale_dirs.get(tag.lower())
+    @classmethod
+    def from_directory(cls, root: Path) -> TemplateStore:
+        """Every ``*.j2`` file under ``root`` (none if it does not exist)."""
+        files: dict[str, str] = {}
+        if root.is_dir():
+            for path in sorted(root.rglob(f"*{TEMPLATE_SUFFIX}")):
+                if path.is_file() and path.stat().st_size <= MAX_TEMPLATE_BYTES:
+                    files[path.relative_to(root).as_posix()] = path.read_text("utf-8")
+        return cls(files, str(root))
 
-    def variants(self, name: str, channel: str) -> list[tuple[str | None, Path]]:
+    def path_for(self, name: str, channel: str, locale: str | None = None) -> str:
+        """The relative path that would hold ``name`` for ``channel`` in ``locale``."""
+        return (
+            f"{locale}/{name}.{channel}{TEMPLATE_SUFFIX}"
+            if locale
+            else f"{name}.{channel}{TEMPLATE_SUFFIX}"
+        )
+
+    def display(self, path: str) -> str:
+        """A path as authors see it, for diagnostics."""
+        return f"{self.label}/{path}"
+
+    def exists(self, path: str) -> bool:
+        return path in self.files
+
+    def variants(self, name: str, channel: str) -> list[tuple[str | None, str]]:
         """Every existing file for ``name`` on ``channel``: the default first, then locales."""
-        found: list[tuple[str | None, Path]] = []
+        found: list[tuple[str | None, str]] = []
         default = self.path_for(name, channel)
-        if default.is_file():
+        if default in self.files:
             found.append((None, default))
-        if self.root.is_dir():
-            for directory in sorted(p for p in self.root.iterdir() if p.is_dir()):
-                candidate = self.path_for(name, channel, directory.name)
-                if candidate.is_file() and candidate != default:
-                    found.append((directory.name, candidate))
+        for directory in sorted(set(self._locale_dirs.values())):
+            candidate = self.path_for(name, channel, directory)
+            if candidate in self.files:
+                found.append((directory, candidate))
         return found
 
     def resolve(self, name: str, channel: ChannelSpec, locale: object) -> MessageParts | None:
         """The compiled parts for the best locale match, or None when no file exists."""
         for tag in (*locale_chain(locale), ""):
-            directory = self._locale_dir(tag) if tag else ""
+            directory = self._locale_dirs.get(tag.lower()) if tag else ""
             if directory is None:
                 continue
             key = (name, channel.name, directory)
@@ -219,7 +243,7 @@ class TemplateStore:
 
     def _load(self, name: str, channel: ChannelSpec, locale: str | None) -> MessageParts | None:
         path = self.path_for(name, channel.name, locale)
-        if not path.is_file():
+        if path not in self.files:
             return None
-        parts, _problems = compile_template_parts(path.read_text("utf-8"), str(path), channel)
+        parts, _problems = compile_template_parts(self.files[path], self.display(path), channel)
         return parts

@@ -219,7 +219,7 @@ def store(tmp_path: Path) -> TemplateStore:
     _write(tmp_path / "zh" / "cart" / "nudge.sms.j2", "zh")
     _write(tmp_path / "zh-cn" / "cart" / "nudge.sms.j2", "zh-CN")
     _write(tmp_path / "en" / "cart" / "other.sms.j2", "en other")
-    return TemplateStore(tmp_path)
+    return TemplateStore.from_directory(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -252,30 +252,37 @@ def test_resolve_locale_only_template(store: TemplateStore) -> None:
     assert store.resolve("cart/other", channel("sms"), "fr") is None
 
 
-def test_variants_lists_default_first(store: TemplateStore, tmp_path: Path) -> None:
+def test_variants_lists_default_first(store: TemplateStore) -> None:
     variants = store.variants("cart/nudge", "sms")
-    assert variants[0] == (None, tmp_path / "cart" / "nudge.sms.j2")
+    assert variants[0] == (None, "cart/nudge.sms.j2")
     assert sorted(variants[1:]) == [
-        ("zh", tmp_path / "zh" / "cart" / "nudge.sms.j2"),
-        ("zh-cn", tmp_path / "zh-cn" / "cart" / "nudge.sms.j2"),
+        ("zh", "zh/cart/nudge.sms.j2"),
+        ("zh-cn", "zh-cn/cart/nudge.sms.j2"),
     ]
 
 
-def test_variants_without_default(store: TemplateStore, tmp_path: Path) -> None:
-    assert store.variants("cart/other", "sms") == [
-        ("en", tmp_path / "en" / "cart" / "other.sms.j2")
-    ]
+def test_variants_without_default(store: TemplateStore) -> None:
+    assert store.variants("cart/other", "sms") == [("en", "en/cart/other.sms.j2")]
 
 
-def test_path_for(tmp_path: Path) -> None:
-    store = TemplateStore(tmp_path)
-    assert store.path_for("cart/nudge", "sms") == tmp_path / "cart" / "nudge.sms.j2"
-    assert store.path_for("cart/nudge", "email", "zh-CN") == (
-        tmp_path / "zh-CN" / "cart" / "nudge.email.j2"
+def test_path_for_and_display(tmp_path: Path) -> None:
+    store = TemplateStore.from_directory(tmp_path)
+    assert store.path_for("cart/nudge", "sms") == "cart/nudge.sms.j2"
+    assert store.path_for("cart/nudge", "email", "zh-CN") == "zh-CN/cart/nudge.email.j2"
+    assert store.display("cart/nudge.sms.j2") == f"{tmp_path}/cart/nudge.sms.j2"
+
+
+def test_store_from_memory_renders_like_from_disk() -> None:
+    store = TemplateStore(
+        {"cart/nudge.sms.j2": "hi {{ user_id }}", "zh-CN/cart/nudge.sms.j2": "你好"}
     )
+    default = store.resolve("cart/nudge", channel("sms"), None)
+    chinese = store.resolve("cart/nudge", channel("sms"), "zh_CN")
+    assert default is not None and default.render({"user_id": "u1"}) == {"text": "hi u1"}
+    assert chinese is not None and chinese.render({}) == {"text": "你好"}
 
 
 def test_resolve_on_missing_root_is_none(tmp_path: Path) -> None:
-    store = TemplateStore(tmp_path / "absent")
+    store = TemplateStore.from_directory(tmp_path / "absent")
     assert store.resolve("cart/nudge", channel("sms"), "zh-CN") is None
     assert store.variants("cart/nudge", "sms") == []

@@ -1,0 +1,1 @@
+"""The live engine: stored events, durable timers and the outbox, carried out."""

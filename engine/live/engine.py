@@ -1,0 +1,400 @@
+"""One engine process's work: apply stored events, fire due timers, deliver the outbox.
+
+Each step is one transaction over a batch and runs the shared
+:class:`~engine.processor.Processor`, so live behaviour is the simulator's. The
+order the journey format fixes holds here too: a timer due at or before a
+pending event fires before it, and events apply in the order they were stored.
+Live timing uses the time an event was received.
+
+A batch that fails is retried one item per transaction, and the item that still
+fails goes to ``dead_letters`` with its error: it never blocks the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from engine.channels.senders import OutboundMessage, Receipt, SenderRegistry
+from engine.errors import PermanentDeliveryError, RenderError, TransientDeliveryError
+from engine.events import parse_message
+from engine.messages import DEFAULT_PUBLIC_URL, address_of, render_message
+from engine.processor import Processor
+from engine.runtime import DeliveryResult, MessageRef
+from engine.store.database import Database
+from engine.store.deployments import DeployedCatalog
+from engine.store.schema import DeadLetter, Message, Profile, Run, StoredEvent, Timer
+from engine.store.users import SqlEffects, SqlUserBook, cap_horizon, run_from_row
+
+log = logging.getLogger("journey.engine")
+Clock = Callable[[], datetime]
+T = TypeVar("T")
+
+#: Delivery tries before a transient failure counts as permanent.
+MAX_TRIES = 5
+#: How long a claimed message may stay "sending" before another dispatcher retries it.
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def backoff(tries: int, retry_after: float | None) -> timedelta:
+    """Exponential backoff with a ceiling, or what the provider asked for."""
+    if retry_after is not None:
+        return timedelta(seconds=max(retry_after, 1.0))
+    return timedelta(seconds=min(2 ** (tries - 1) * 5, 600))
+
+
+@dataclass
+class Work:
+    """What one round did."""
+
+    events: int = 0
+    timers: int = 0
+    messages: int = 0
+    dead: int = 0
+    woke_dispatch: bool = False
+
+    @property
+    def any(self) -> bool:
+        return bool(self.events or self.timers or self.messages or self.dead)
+
+
+@dataclass
+class LiveEngine:
+    """Carries out the engine's decisions against the database."""
+
+    db: Database
+    senders: SenderRegistry = field(default_factory=SenderRegistry)
+    clock: Clock = utc_now
+    public_url: str = DEFAULT_PUBLIC_URL
+    batch_size: int = 200
+    catalog: DeployedCatalog = field(default_factory=DeployedCatalog)
+
+    # -- plumbing --
+
+    def _processor(
+        self, session: Session, now: datetime
+    ) -> tuple[Processor, SqlUserBook, SqlEffects]:
+        self.catalog.refresh(session)
+        horizon = cap_horizon(self.catalog.current.policies.caps)
+        book = SqlUserBook(session, now, horizon)
+        effects = SqlEffects(session, self.catalog, now)
+        return Processor(self.catalog, book, effects), book, effects
+
+    def _isolated(
+        self,
+        kind: str,
+        items: list[T],
+        ref: Callable[[T], str],
+        handle: Callable[[Session, list[T]], None],
+        on_dead: Callable[[Session, T], None],
+    ) -> int:
+        """Run ``handle`` over the batch; if it fails, one item per transaction, dead-lettering
+        the items that still fail. Returns the number of dead letters."""
+        try:
+            with self.db.transaction() as session:
+                handle(session, items)
+            return 0
+        # Anything may fail in a batch (a bug, a bad row, a lost lock); the batch is
+        # retried item by item so only the culprit is set aside.
+        except Exception:
+            log.warning("%s batch of %d failed; retrying one by one", kind, len(items))
+        dead = 0
+        for item in items:
+            try:
+                with self.db.transaction() as session:
+                    handle(session, [item])
+            except Exception as exc:
+                dead += 1
+                log.error("%s %s failed and was dead-lettered: %s", kind, ref(item), exc)
+                with self.db.transaction() as session:
+                    session.add(
+                        DeadLetter(
+                            kind=kind,
+                            ref=ref(item),
+                            error="".join(traceback.format_exception_only(exc)).strip(),
+                            payload={"traceback": traceback.format_exc(limit=8)},
+                            created_at=self.clock(),
+                        )
+                    )
+                    on_dead(session, item)
+        return dead
+
+    # -- one round --
+
+    def run_once(self) -> Work:
+        """Fire due timers, apply pending events, deliver due messages: one round."""
+        work = Work()
+        work.timers, dead_timers = self.fire_timers()
+        work.events, dead_events = self.consume()
+        work.messages, dead_messages = self.dispatch()
+        work.dead = dead_timers + dead_events + dead_messages
+        return work
+
+    def next_due(self) -> datetime | None:
+        """When there will next be work without new events: the earliest timer or message."""
+        with self.db.transaction() as session:
+            timer = session.scalar(select(func.min(Timer.due_at)))
+            message = session.scalar(
+                select(func.min(Message.send_at)).where(Message.status == "pending")
+            )
+        due = [t for t in (timer, message) if t is not None]
+        return min(due) if due else None
+
+    # -- events --
+
+    def consume(self) -> tuple[int, int]:
+        """Apply pending events in stored order, stopping before one a timer must precede."""
+        with self.db.transaction() as session:
+            first_timer = session.scalar(select(func.min(Timer.due_at)))
+            query = (
+                select(StoredEvent.seq, StoredEvent.received_at)
+                .where(StoredEvent.status == "pending")
+                .order_by(StoredEvent.seq)
+                .limit(self.batch_size)
+            )
+            rows = list(session.execute(query))
+        now = self.clock()
+        seqs: list[int] = []
+        for seq, received_at in rows:
+            if first_timer is not None and first_timer <= min(received_at, now):
+                break  # fire that timer first
+            seqs.append(seq)
+        if not seqs:
+            return 0, 0
+
+        def handle(session: Session, batch: list[int]) -> None:
+            events = session.scalars(
+                select(StoredEvent)
+                .where(StoredEvent.seq.in_(batch), StoredEvent.status == "pending")
+                .order_by(StoredEvent.seq)
+            ).all()
+            if not events:
+                return
+            processor, book, _ = self._processor(session, self.clock())
+            for row in events:
+                event = parse_message(row.payload)
+                processor.apply(event, row.received_at)
+                row.status = "processed"
+                row.processed_at = self.clock()
+            book.flush()
+
+        def mark_failed(session: Session, seq: int) -> None:
+            session.execute(
+                update(StoredEvent).where(StoredEvent.seq == seq).values(status="failed")
+            )
+
+        dead = self._isolated("event", seqs, str, handle, mark_failed)
+        return len(seqs), dead
+
+    # -- timers --
+
+    def fire_timers(self) -> tuple[int, int]:
+        """Fire timers due now, and before the first pending event."""
+        now = self.clock()
+        with self.db.transaction() as session:
+            first_event = session.scalar(
+                select(func.min(StoredEvent.received_at)).where(StoredEvent.status == "pending")
+            )
+            limit = min(now, first_event) if first_event is not None else now
+            ids = list(
+                session.scalars(
+                    select(Timer.timer_id)
+                    .where(Timer.due_at <= limit)
+                    .order_by(Timer.due_at, Timer.seq)
+                    .limit(self.batch_size)
+                )
+            )
+        if not ids:
+            return 0, 0
+
+        def handle(session: Session, batch: list[str]) -> None:
+            timers = session.scalars(
+                select(Timer).where(Timer.timer_id.in_(batch)).order_by(Timer.due_at, Timer.seq)
+            ).all()
+            if not timers:
+                return
+            moment = self.clock()
+            processor, book, _ = self._processor(session, moment)
+            for timer in timers:
+                run_id, timer_id, key = timer.run_id, timer.timer_id, timer.user_key
+                session.delete(timer)
+                user = book.get(book.owner(key))
+                processor.fire(user, run_id, timer_id, moment)
+            book.flush()
+
+        def drop(session: Session, timer_id: str) -> None:
+            timer = session.get(Timer, timer_id)
+            if timer is not None:
+                session.delete(timer)
+
+        dead = self._isolated("timer", ids, str, handle, drop)
+        return len(ids), dead
+
+    # -- outbox --
+
+    def dispatch(self) -> tuple[int, int]:
+        """Claim due outbox messages and deliver each; results move their runs on."""
+        now = self.clock()
+        with self.db.transaction() as session:
+            session.execute(  # claims of a dispatcher that died: try again
+                update(Message)
+                .where(Message.status == "sending", Message.claimed_until < now)
+                .values(status="pending")
+            )
+            query = (
+                select(Message)
+                .where(Message.status == "pending", Message.send_at <= now)
+                .order_by(Message.send_at, Message.message_id)
+                .limit(self.batch_size)
+            )
+            if not self.db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            claimed = list(session.scalars(query))
+            for message in claimed:
+                message.status = "sending"
+                message.claimed_until = now + CLAIM_LEASE
+                message.tries += 1
+            ids = [m.message_id for m in claimed]
+        dead = sum(self._deliver(message_id) for message_id in ids)
+        return len(ids), dead
+
+    def _deliver(self, message_id: str) -> int:
+        """Render, send, record one claimed message. The provider is called outside any
+        transaction; a crash before the record is written leaves the message claimed, and
+        after its lease it is sent again with the same idempotency key."""
+        prepared: list[tuple[OutboundMessage | None, str | None]] = []
+
+        def prepare(session: Session, batch: list[str]) -> None:
+            prepared.append(self._prepare(session, batch[0]))
+
+        dead = self._isolated("message", [message_id], str, prepare, self._fail_message)
+        if dead or not prepared or prepared[0] == (None, None):
+            return dead
+        outbound, render_error = prepared[0]
+        sent: Receipt | None = None
+        problem: Exception | None = None
+        if outbound is not None:
+            try:
+                sent = self.senders.for_channel(outbound.channel).send(outbound)
+            except (TransientDeliveryError, PermanentDeliveryError) as exc:
+                problem = exc
+
+        def record(session: Session, batch: list[str]) -> None:
+            self._record(session, batch[0], sent, problem, render_error)
+
+        return self._isolated("message", [message_id], str, record, self._fail_message)
+
+    def _fail_message(self, session: Session, message_id: str) -> None:
+        message = session.get(Message, message_id)
+        if message is not None:
+            message.status = "failed"
+            message.reason = "engine error; see dead_letters"
+
+    def _prepare(
+        self, session: Session, message_id: str
+    ) -> tuple[OutboundMessage | None, str | None]:
+        """The message to send, or the reason it cannot be rendered; (None, None) if it is
+        no longer ours to send."""
+        message = session.get(Message, message_id)
+        if message is None or message.status != "sending":
+            return None, None
+        now = self.clock()
+        self.catalog.refresh(session)
+        run_row = session.get(Run, message.run_id)
+        if run_row is None:
+            return None, "its run is gone"
+        run = run_from_row(run_row)
+        book = SqlUserBook(session, now, timedelta(0))
+        profile = dict(_traits(session, book.owner(message.user_key)))
+        journey = self.catalog.journey(run.journey_id, run.version)
+        ref = MessageRef(
+            message.message_id,
+            run.run_id,
+            run.journey_id,
+            run.user_id,
+            message.step,
+            message.channel,
+            message.attempt,
+        )
+        try:
+            content = render_message(journey, ref, run, profile, now, self.public_url)
+        except RenderError as exc:
+            return None, str(exc)
+        to = address_of(message.channel, profile)
+        if to is None:
+            return None, "the address is gone"
+        message.content = content
+        return OutboundMessage(message.message_id, message.channel, to, content), None
+
+    def _record(
+        self,
+        session: Session,
+        message_id: str,
+        receipt: Receipt | None,
+        problem: Exception | None,
+        render_error: str | None,
+    ) -> None:
+        """Write how the delivery went and move the run on, in one transaction."""
+        message = session.get(Message, message_id)
+        if message is None or message.status != "sending":
+            return
+        now = self.clock()
+        outcome: DeliveryResult
+        if render_error is not None:
+            # A render failure does not fall back; a vanished address does.
+            kind = "undeliverable" if render_error == "the address is gone" else "failed"
+            message.status, message.reason, message.content = "failed", render_error, None
+            outcome = DeliveryResult(message_id, kind)  # type: ignore[arg-type]
+        elif isinstance(problem, TransientDeliveryError) and message.tries < MAX_TRIES:
+            message.status, message.reason = "pending", str(problem)
+            message.send_at = now + backoff(message.tries, problem.retry_after)
+            return  # retried later; the run keeps waiting
+        elif problem is not None:
+            message.status, message.content = "failed", None
+            message.reason = (
+                f"gave up after {message.tries} tries: {problem}"
+                if isinstance(problem, TransientDeliveryError)
+                else str(problem)
+            )
+            outcome = DeliveryResult(message_id, "undeliverable")
+        else:
+            assert receipt is not None
+            message.status, message.reason, message.send_at = "sent", None, now
+            message.provider, message.provider_message_id = (
+                receipt.provider,
+                receipt.provider_message_id,
+            )
+            outcome = DeliveryResult(message_id, "sent")
+        processor, book, _ = self._processor(session, now)
+        user = book.get(book.owner(message.user_key))
+        if message.status != "sent":
+            user.sent.pop(message_id, None)
+        processor.delivered(user, message.run_id, outcome, now)
+        book.flush()
+
+
+def _traits(session: Session, key: str) -> dict[str, Any]:
+    row = session.get(Profile, key)
+    return dict(row.traits) if row else {}
+
+
+def apply_until_idle(engine: LiveEngine, rounds: int = 1000) -> list[Work]:
+    """Run rounds until one does nothing (for tests and `journey run --once`)."""
+    done: list[Work] = []
+    for _ in range(rounds):
+        work = engine.run_once()
+        done.append(work)
+        if not work.any:
+            break
+    return done

@@ -158,6 +158,36 @@ def _summarise(
         )
 
 
+@app.command()
+def deploy(
+    journeys_dir: Annotated[Path, typer.Argument(help="directory of journey YAML files")],
+    templates: Annotated[
+        Path | None, typer.Option(help="templates directory (default: templates/ beside it)")
+    ] = None,
+) -> int:
+    """Compile a journey directory and make it the running version, all or nothing."""
+    from engine.live.commands import deploy_directory
+
+    return deploy_directory(journeys_dir, templates)
+
+
+@app.command("run")
+def run_command(
+    journeys_dir: Annotated[
+        Path, typer.Argument(help="directory of journey YAML files to deploy first")
+    ] = Path("journeys"),
+    host: Annotated[str | None, typer.Option(help="listen address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (default 8000)")] = None,
+    templates: Annotated[
+        Path | None, typer.Option(help="templates directory (default: templates/ beside it)")
+    ] = None,
+) -> int:
+    """Deploy the journeys and run API, engine and dispatcher in one process."""
+    from engine.live.commands import run_embedded
+
+    return run_embedded(journeys_dir, templates, host, port)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code instead of exiting (the console script exits)."""
     try:

@@ -141,15 +141,17 @@ class LiveEngine:
         work.dead = dead_timers + dead_events + dead_messages
         return work
 
-    def next_due(self) -> datetime | None:
-        """When there will next be work without new events: the earliest timer or message."""
-        with self.db.transaction() as session:
-            timer = session.scalar(select(func.min(Timer.due_at)))
-            message = session.scalar(
+    def next_timer(self) -> datetime | None:
+        """When the earliest timer comes due (None: no timers)."""
+        with self.db.sessions() as session:
+            return session.scalar(select(func.min(Timer.due_at)))
+
+    def next_message(self) -> datetime | None:
+        """When the earliest waiting outbox message comes due (None: none waiting)."""
+        with self.db.sessions() as session:
+            return session.scalar(
                 select(func.min(Message.send_at)).where(Message.status == "pending")
             )
-        due = [t for t in (timer, message) if t is not None]
-        return min(due) if due else None
 
     # -- events --
 

@@ -1,0 +1,114 @@
+"""The ``journey deploy`` and ``journey run`` commands (imported lazily: the server stack
+is not needed to validate or simulate)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from engine.errors import CompileError
+from engine.live.embedded import Workers
+from engine.live.engine import LiveEngine
+from engine.project import SourceTree
+from engine.settings import Settings
+from engine.store.database import Database
+from engine.store.deployments import deploy
+
+log = logging.getLogger("journey.run")
+
+
+def _deploy(db: Database, journeys_dir: Path, templates: Path | None) -> bool:
+    if not journeys_dir.is_dir():
+        print(f"{journeys_dir}: not a directory", file=sys.stderr)
+        return False
+    try:
+        result = deploy(db, SourceTree.from_directory(journeys_dir, templates))
+    except CompileError as exc:
+        for diagnostic in exc.diagnostics:
+            print(diagnostic, file=sys.stderr)
+        print(f"{len(exc.diagnostics)} error(s); nothing deployed.", file=sys.stderr)
+        return False
+    state = "already running" if result.unchanged else "deployed"
+    ids = ", ".join(f"{journey}@{version[:8]}" for journey, version in result.journeys)
+    print(f"{state}: version {result.version} (deployment {result.deployment_id}): {ids}")
+    return True
+
+
+def deploy_directory(journeys_dir: Path, templates: Path | None) -> int:
+    """``journey deploy``: a running engine picks the new version up on its next round."""
+    settings = Settings()
+    db = Database(settings.database_url)
+    try:
+        return 0 if _deploy(db, journeys_dir, templates) else 1
+    finally:
+        db.dispose()
+
+
+def run_embedded(
+    journeys_dir: Path, templates: Path | None, host: str | None, port: int | None
+) -> int:
+    """``journey run``: deploy, then serve the API and run the engine in this process."""
+    import uvicorn
+
+    from engine.api.app import create_app
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    settings = Settings()
+    host = host or settings.host
+    port = port if port is not None else settings.port
+    made_up: list[str] = []
+    if not settings.write_keys:
+        settings.write_keys = [secrets.token_urlsafe(18)]
+        made_up.append("write key")
+    if settings.admin_token is None:
+        settings.admin_token = SecretStr(secrets.token_urlsafe(24))
+        made_up.append("admin token")
+    public_url = settings.public_url
+    if "JOURNEY_PUBLIC_URL" not in os.environ:
+        public_url = f"http://{host}:{port}"
+    db = Database(settings.database_url)
+    if not _deploy(db, journeys_dir, templates):
+        return 1
+    engine = LiveEngine(db, public_url=public_url)
+    workers = Workers(engine)
+    app = create_app(db, settings, on_ingest=workers.wake)
+    url = f"http://{host}:{port}"
+    write_key = settings.write_keys[0]
+    admin = settings.admin_token.get_secret_value()
+    note = {
+        what: f"   (made up: set {env} to keep one)" if what in made_up else ""
+        for what, env in (
+            ("write key", "JOURNEY_WRITE_KEYS"),
+            ("admin token", "JOURNEY_ADMIN_TOKEN"),
+        )
+    }
+    where = db.url.split("@")[-1]
+    print(
+        f"""
+journey engine running at {url}   (database: {where})
+  write key    {write_key}{note["write key"]}
+  admin token  {admin}{note["admin token"]}
+
+Send an event:
+  curl -u {write_key}: {url}/v1/track -H 'Content-Type: application/json' \\
+    -d '{{"userId": "u1", "event": "Signed Up", "properties": {{}}}}'
+See what the engine did:
+  curl -H 'Authorization: Bearer {admin}' {url}/api/users/u1
+""",
+        flush=True,
+    )
+    workers.start()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        workers.stop()
+        db.dispose()
+    return 0

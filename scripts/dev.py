@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The project's one entry point on a fresh machine (needs only Python 3.11+ and git).
 
-    python3 scripts/dev.py run [ARGS...]          set up, then run the engine (or `journey ARGS...`)
+    python3 scripts/dev.py run [ARGS...]          set up, then `journey run` (or `journey ARGS`)
+    python3 scripts/dev.py simulate [ARGS...]     set up, then simulate the examples, readably
     python3 scripts/dev.py test [PYTEST_ARGS...]  set up, then ruff, mypy and pytest
     python3 scripts/dev.py bench [ARGS...]        set up, then the simulate throughput benchmark
 
@@ -30,7 +31,9 @@ HASH_FILE = VENV / ".installed-hash"
 
 # What `run` does without ARGS. Today a simulation of the example journeys, shown readably;
 # once the engine has a server this becomes (["run"], False).
-DEFAULT_RUN: tuple[list[str], bool] = (["simulate", "journeys", "examples/events.jsonl"], True)
+DEFAULT_RUN: list[str] = ["run", "journeys"]
+# What `simulate` does: the example journeys over the example events, shown readably.
+DEFAULT_SIMULATE: list[str] = ["simulate", "journeys", "examples/events.jsonl"]
 
 TEST_STEPS: list[tuple[str, list[str]]] = [
     ("ruff", ["ruff", "check", "engine", "workers", "tests", "scripts", "benchmarks"]),
@@ -149,13 +152,16 @@ def run_pretty(args: Sequence[str]) -> int:
 
 
 def cmd_run(args: list[str]) -> int:
+    """`journey run` on the example journeys (embedded: SQLite, no servers), or `journey ARGS`."""
     ensure_venv()
-    if args:
-        exec_in_venv(["journey", *args])
-    default, readable = DEFAULT_RUN
-    if not readable:
-        exec_in_venv(["journey", *default])
-    return run_pretty(["journey", *default])
+    exec_in_venv(["journey", *(args or DEFAULT_RUN)])
+    return 0  # not reached
+
+
+def cmd_simulate(args: list[str]) -> int:
+    """The example journeys over the example events, one readable line per trace event."""
+    ensure_venv()
+    return run_pretty(["journey", *(args or DEFAULT_SIMULATE)])
 
 
 def cmd_test(args: list[str]) -> int:
@@ -178,7 +184,7 @@ def cmd_bench(args: list[str]) -> int:
     return 0  # not reached
 
 
-COMMANDS = {"run": cmd_run, "test": cmd_test, "bench": cmd_bench}
+COMMANDS = {"run": cmd_run, "simulate": cmd_simulate, "test": cmd_test, "bench": cmd_bench}
 
 
 def main(argv: list[str]) -> int:

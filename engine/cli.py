@@ -27,22 +27,24 @@ app = typer.Typer(
 )
 
 
+JourneysDir = Annotated[Path, typer.Argument(help="directory of journey YAML files")]
+TemplatesOption = Annotated[
+    Path | None, typer.Option(help="templates directory (default: templates/ beside the journeys)")
+]
+
+
 def _compile(journeys_dir: Path, templates: Path | None, report: TextIO) -> Project | None:
     try:
         return compile_project(journeys_dir, templates)
     except CompileError as exc:
-        for diagnostic in exc.diagnostics:
-            print(diagnostic, file=report)
-        print(f"{len(exc.diagnostics)} error(s); nothing deployed.", file=report)
+        exc.report(report)
         return None
 
 
 @app.command()
 def validate(
-    journeys_dir: Annotated[Path, typer.Argument(help="directory of journey YAML files")],
-    templates: Annotated[
-        Path | None, typer.Option(help="templates directory (default: templates/ beside it)")
-    ] = None,
+    journeys_dir: JourneysDir,
+    templates: TemplatesOption = None,
 ) -> int:
     """Compile every journey in a directory and report every error as file:line:column."""
     project = _compile(journeys_dir, templates, sys.stdout)
@@ -79,15 +81,12 @@ def _parse_until(text: str) -> datetime:
 
 @app.command()
 def simulate(
-    journeys_dir: Annotated[Path, typer.Argument(help="directory of journey YAML files")],
+    journeys_dir: JourneysDir,
     events_file: Annotated[Path, typer.Argument(help="Segment messages, one JSON object per line")],
     until: Annotated[
         str | None, typer.Option(help="fire timers up to this time (default: last event + 30 days)")
     ] = None,
-    templates: Annotated[
-        Path | None,
-        typer.Option(help="templates directory (default: templates/ beside the journeys)"),
-    ] = None,
+    templates: TemplatesOption = None,
 ) -> int:
     """Run the journeys over an event stream on a virtual clock; print what would be sent."""
     horizon = _parse_until(until) if until else None
@@ -160,10 +159,8 @@ def _summarise(
 
 @app.command()
 def deploy(
-    journeys_dir: Annotated[Path, typer.Argument(help="directory of journey YAML files")],
-    templates: Annotated[
-        Path | None, typer.Option(help="templates directory (default: templates/ beside it)")
-    ] = None,
+    journeys_dir: JourneysDir,
+    templates: TemplatesOption = None,
 ) -> int:
     """Compile a journey directory and make it the running version, all or nothing."""
     from engine.live.commands import deploy_directory
@@ -178,9 +175,7 @@ def run_command(
     ] = Path("journeys"),
     host: Annotated[str | None, typer.Option(help="listen address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (default 8000)")] = None,
-    templates: Annotated[
-        Path | None, typer.Option(help="templates directory (default: templates/ beside it)")
-    ] = None,
+    templates: TemplatesOption = None,
 ) -> int:
     """Deploy the journeys and run API, engine and dispatcher in one process."""
     from engine.live.commands import run_embedded

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TextIO
 
 
 class JourneyError(Exception):
@@ -47,6 +48,12 @@ class CompileError(DefinitionError):
     def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
         self.diagnostics = tuple(sorted(diagnostics))
         super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+    def report(self, stream: TextIO) -> None:
+        """Print every diagnostic, one per line, and a closing count."""
+        for diagnostic in self.diagnostics:
+            print(diagnostic, file=stream)
+        print(f"{len(self.diagnostics)} error(s); nothing deployed.", file=stream)
 
 
 class EventError(JourneyError):

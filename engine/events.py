@@ -177,6 +177,10 @@ def parse_message(
         name, properties = message.name, message.properties
     elif isinstance(message, Identify | Group):
         traits = message.traits
+        if isinstance(message, Identify) and "traits" not in raw:
+            # RudderStack's SDKs send identify traits in context.traits only.
+            context_traits = message.context.get("traits")
+            traits = context_traits if isinstance(context_traits, dict) else traits
     else:
         previous_id = message.previousId
     return Event(

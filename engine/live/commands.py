@@ -29,9 +29,7 @@ def _deploy(db: Database, journeys_dir: Path, templates: Path | None) -> bool:
     try:
         result = deploy(db, SourceTree.from_directory(journeys_dir, templates))
     except CompileError as exc:
-        for diagnostic in exc.diagnostics:
-            print(diagnostic, file=sys.stderr)
-        print(f"{len(exc.diagnostics)} error(s); nothing deployed.", file=sys.stderr)
+        exc.report(sys.stderr)
         return False
     state = "already running" if result.unchanged else "deployed"
     ids = ", ".join(f"{journey}@{version[:8]}" for journey, version in result.journeys)

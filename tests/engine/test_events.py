@@ -224,3 +224,15 @@ def test_data_event_is_none_for_page() -> None:
     ).data()
     assert data["event"] is None
     assert data["name"] == "Pricing"
+
+
+def test_identify_traits_fall_back_to_context_traits_as_rudderstack_sends_them() -> None:
+    base = {
+        "type": "identify",
+        "userId": "u1",
+        "timestamp": "2026-03-01T00:00:00Z",
+        "messageId": "m1",
+        "context": {"traits": {"plan": "pro"}},
+    }
+    assert parse_message(base).traits == {"plan": "pro"}
+    assert parse_message({**base, "traits": {"plan": "free"}}).traits == {"plan": "free"}

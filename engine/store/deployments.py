@@ -45,7 +45,12 @@ def deploy(db: Database, tree: SourceTree, now: datetime | None = None) -> Deplo
         latest = session.scalars(select(Deployment).order_by(Deployment.id.desc()).limit(1)).first()
         if latest is not None and latest.version == project.version:
             return DeployResult(latest.id, latest.version, journeys, unchanged=True)
-        deployment = Deployment(version=project.version, files=tree.snapshot(), created_at=now)
+        deployment = Deployment(
+            version=project.version,
+            files=tree.snapshot(),
+            journeys={journey_id: version for journey_id, version in journeys},
+            created_at=now,
+        )
         session.add(deployment)
         session.flush()
         for journey in project.journeys.values():

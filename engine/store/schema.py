@@ -108,6 +108,7 @@ class Deployment(Base):
     id: Mapped[int] = mapped_column(SeqId, primary_key=True, autoincrement=True)
     version: Mapped[str] = mapped_column(String(64))  # hash of every file
     files: Mapped[dict[str, Any]]  # {"journeys/x.yaml": text, "templates/...": text}
+    journeys: Mapped[dict[str, Any]]  # {journey id: version} of every journey it holds
     created_at: Mapped[datetime]
 
 
@@ -157,7 +158,9 @@ class Timer(Base):
 
     __tablename__ = "timers"
     timer_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    seq: Mapped[int] = mapped_column(SeqId, unique=True)  # set order, for equal due times
+    # Set order, for timers due at the same instant: increasing within a process, which
+    # is all the order the format needs (one user's inputs are applied one at a time).
+    seq: Mapped[int] = mapped_column(BigInteger)
     run_id: Mapped[str] = mapped_column(String(64))
     user_key: Mapped[str] = mapped_column(String(ID), index=True)
     due_at: Mapped[datetime]
@@ -184,7 +187,7 @@ class Message(Base):
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     send_at: Mapped[datetime]
-    content: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    content: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     provider: Mapped[str | None] = mapped_column(String(64))
     provider_message_id: Mapped[str | None] = mapped_column(String(256))
     tries: Mapped[int] = mapped_column(default=0)
@@ -206,6 +209,6 @@ class DeadLetter(Base):
     kind: Mapped[str] = mapped_column(String(16))  # event|timer|message
     ref: Mapped[str] = mapped_column(String(ID))
     error: Mapped[str] = mapped_column(Text)
-    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime]
     replayed_at: Mapped[datetime | None]

@@ -1,0 +1,475 @@
+"""The Segment HTTP tracking API, so existing Segment and RudderStack SDKs work unchanged.
+
+``POST /v1/track|identify|page|screen|alias|group`` take one message (the path sets
+``type`` when the body has none); ``POST /v1/batch`` (and its old name ``/v1/import``)
+takes ``{"batch": [...], "context": ..., "integrations": ...}``, each item with its own
+``type``; the batch-level ``context`` and ``integrations`` apply to every item (the item's
+own keys win).
+
+What the SDKs send (segment-analytics-python 2.x, rudder-sdk-python 2.x): ``POST
+{host}/v1/batch``, ``Authorization: Basic base64("<writeKey>:")``, ``Content-Type:
+application/json``; the Segment SDK also puts ``writeKey`` and ``sentAt`` in the body and
+gzips only when asked, the RudderStack SDK gzips by default (``Content-Encoding: gzip``).
+Both give up on a 4xx (except 408/429 and a few others) and retry a 5xx, so a database
+failure answers 503; a bad message answers 400 and is not sent again. Both read ``code``
+and ``message`` from an error body, so every error here carries them.
+
+Every request is one transaction: the response is sent only after the accepted messages
+are committed, then ``on_ingest`` wakes the consumer. Messages already stored (same
+``messageId``) are duplicates: counted, not errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import sqlite3
+import uuid
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from engine.errors import EngineError, InvalidMessage
+from engine.events import MESSAGE_TYPES, Event, parse_message
+from engine.settings import Settings
+from engine.store.database import Database
+from engine.store.schema import StoredEvent
+
+log = logging.getLogger("engine.api")
+
+KB = 1024
+MAX_MESSAGE_BYTES = 32 * KB  # one message (Segment's limit)
+MAX_BATCH_BYTES = 500 * KB  # one batch request, decompressed (Segment's limit)
+GZIP_TYPES = ("gzip", "x-gzip")
+
+
+class ApiError(Exception):
+    """An error answer: ``{"success": false, "code", "message", ...extra}``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+
+    def response(self) -> JSONResponse:
+        body = {"success": False, "code": self.code, "message": self.message, **self.extra}
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+def too_large(limit: int, what: str) -> ApiError:
+    return ApiError(413, "payload_too_large", f"{what} is over the {limit // KB} KB limit")
+
+
+def iso_z(moment: datetime) -> str:
+    """ISO-8601 in UTC with ``Z``: seconds, or microseconds when there are some."""
+    moment = moment.astimezone(UTC)
+    text = moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------- ingesting
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    message_id: str | None
+    field: str
+    error: str
+    too_large: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "messageId": self.message_id,
+            "field": self.field,
+            "error": self.error,
+        }
+
+
+@dataclass
+class IngestResult:
+    received: int = 0
+    accepted: int = 0  # valid messages, new or already stored
+    stored: int = 0  # newly stored now
+    rejected: list[Rejection] = field(default_factory=list)
+
+    @property
+    def duplicates(self) -> int:
+        return self.accepted - self.stored
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "success": not self.rejected,
+            "received": self.received,
+            "accepted": self.accepted,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "rejected": [r.as_json() for r in self.rejected],
+        }
+
+
+def _message_id_of(item: Any) -> str | None:
+    if isinstance(item, dict):
+        value = item.get("messageId")
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+def _json_size(item: Any) -> int:
+    try:
+        return len(orjson.dumps(item))
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits
+        return len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _row(event: Event, payload: dict[str, Any], received_at: datetime) -> dict[str, Any]:
+    return {
+        "message_id": event.message_id,
+        "type": event.type,
+        "user_id": event.user_id,
+        "anonymous_id": event.anonymous_id,
+        "timestamp": event.timestamp,
+        "received_at": received_at,
+        "payload": payload,
+        "status": "pending",
+    }
+
+
+def _rows_per_statement(dialect: str) -> int:
+    columns = 8
+    if dialect == "sqlite":
+        # SQLITE_MAX_VARIABLE_NUMBER: 999 before SQLite 3.32, 32766 since.
+        version = tuple(int(part) for part in sqlite3.sqlite_version.split(".")[:2])
+        limit = 999 if version < (3, 32) else 32766
+    else:
+        limit = 65535
+    return max(1, min(1000, limit // columns))
+
+
+def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert ``rows`` into ``events``, ignoring message ids already there.
+
+    One ``INSERT ... ON CONFLICT (message_id) DO NOTHING RETURNING message_id`` per chunk
+    (a whole SDK batch is one statement). Returns the message ids actually inserted.
+    """
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    inserted: set[str] = set()
+    step = _rows_per_statement(dialect)
+    for start in range(0, len(rows), step):
+        chunk = list(rows[start : start + step])
+        stmt: Insert
+        if dialect == "postgresql":
+            stmt = (
+                postgresql.insert(StoredEvent)
+                .values(chunk)
+                .on_conflict_do_nothing(index_elements=[StoredEvent.message_id])
+            )
+        elif dialect == "sqlite":
+            stmt = (
+                sqlite.insert(StoredEvent)
+                .values(chunk)
+                .on_conflict_do_nothing(index_elements=[StoredEvent.message_id])
+            )
+        else:  # pragma: no cover - the store supports SQLite and PostgreSQL only
+            raise EngineError(f"unsupported database dialect {dialect!r}")
+        inserted.update(session.scalars(stmt.returning(StoredEvent.message_id)))
+    return inserted
+
+
+class Ingestor:
+    """Validates Segment messages and stores the valid ones, one transaction per call."""
+
+    def __init__(self, db: Database, on_ingest: Callable[[], None] | None = None) -> None:
+        self.db = db
+        self.on_ingest = on_ingest
+
+    def ingest(
+        self,
+        items: Sequence[Any],
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> IngestResult:
+        """Store the valid ``items``; report the others. ``defaults`` fill missing keys
+        (the batch-level ``context``/``integrations``; dicts merge, the item's keys win)."""
+        received_at = (now or datetime.now(UTC)).astimezone(UTC)
+        result = IngestResult(received=len(items))
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            size = _json_size(item)
+            if size > MAX_MESSAGE_BYTES:
+                result.rejected.append(
+                    Rejection(
+                        index,
+                        _message_id_of(item),
+                        "",
+                        f"message is {size} bytes, over the {MAX_MESSAGE_BYTES // KB} KB limit",
+                        too_large=True,
+                    )
+                )
+                continue
+            payload = _prepared(item, defaults, received_at)
+            try:
+                event = parse_message(payload)
+            except InvalidMessage as exc:
+                result.rejected.append(Rejection(index, _message_id_of(item), exc.field, str(exc)))
+                continue
+            result.accepted += 1
+            if event.message_id in seen:
+                continue  # a duplicate inside the same request
+            seen.add(event.message_id)
+            assert isinstance(payload, dict)
+            rows.append(_row(event, payload, received_at))
+        if rows:
+            with self.db.transaction() as session:
+                inserted = insert_events(session, rows)
+            result.stored = len(inserted)
+        log.info(
+            "ingest: received=%d accepted=%d stored=%d duplicates=%d rejected=%d",
+            result.received,
+            result.accepted,
+            result.stored,
+            result.duplicates,
+            len(result.rejected),
+        )
+        for rejection in result.rejected:
+            log.info(
+                "ingest: rejected index=%d messageId=%s field=%s",
+                rejection.index,
+                rejection.message_id,
+                rejection.field or "-",
+            )
+        if result.stored and self.on_ingest is not None:
+            try:
+                self.on_ingest()
+            except Exception as exc:  # the events are committed; the consumer polls anyway
+                log.error("ingest: on_ingest failed: %s", type(exc).__name__)
+        return result
+
+
+def _prepared(item: Any, defaults: Mapping[str, Any] | None, received_at: datetime) -> Any:
+    """The payload to validate and store: the item plus what is missing (messageId,
+    timestamp, batch defaults)."""
+    if not isinstance(item, dict):
+        return item
+    payload = dict(item)
+    payload.pop("writeKey", None)  # a credential, not part of the event
+    for key, value in (defaults or {}).items():
+        mine = payload.get(key)
+        if mine is None:
+            payload[key] = value
+        elif isinstance(mine, dict) and isinstance(value, dict):
+            payload[key] = {**value, **mine}
+    if payload.get("messageId") is None:
+        payload["messageId"] = str(uuid.uuid4())
+    if payload.get("timestamp") is None:
+        payload["timestamp"] = iso_z(received_at)
+    return payload
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def basic_user(header: str | None) -> str | None:
+    """The user name of an ``Authorization: Basic`` header (Segment's write key), if any."""
+    if not header:
+        return None
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not credentials.strip():
+        return None
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[0]
+
+
+def known_key(key: Any, keys: Iterable[str]) -> bool:
+    if not isinstance(key, str) or not key:
+        return False
+    candidate = key.encode()
+    found = False
+    for known in keys:  # compare with every key: the time does not tell which one matched
+        found |= hmac.compare_digest(candidate, known.encode())
+    return found
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress gzip ``data`` (all members), refusing more than ``limit`` bytes of output."""
+    out = bytearray()
+    while data:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += decompressor.decompress(data, limit + 1 - len(out))
+        except zlib.error:
+            raise ApiError(400, "invalid_gzip", "the body is not valid gzip") from None
+        if len(out) > limit or decompressor.unconsumed_tail:
+            raise too_large(limit, "the decompressed body")
+        if not decompressor.eof:
+            raise ApiError(400, "invalid_gzip", "the gzip body is truncated")
+        data = decompressor.unused_data
+    return bytes(out)
+
+
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, decompressed, at most ``limit`` bytes (413 beyond)."""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity", *GZIP_TYPES):
+        raise ApiError(415, "unsupported_encoding", "Content-Encoding must be gzip or absent")
+    gzipped = encoding in GZIP_TYPES
+    # gzip never grows data by more than a few bytes per 16 KB block plus its header.
+    raw_limit = limit + limit // 64 + 1024 if gzipped else limit
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > raw_limit:
+        raise too_large(limit, what)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > raw_limit:
+            raise too_large(limit, what)
+    if gzipped:
+        return gunzip(bytes(body), limit)
+    return bytes(body)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON body. The standard library parses it: orjson would turn integers beyond
+    64 bits (order numbers...) into floats. NaN and Infinity are not JSON."""
+    if not body.strip():
+        raise ApiError(400, "invalid_json", "the body is empty; expected a JSON object")
+    try:
+        return json.loads(body, parse_constant=_no_constants)
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN
+        raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
+
+
+UNAUTHORIZED = {"WWW-Authenticate": 'Basic realm="journey"'}
+
+
+async def _receive(request: Request, settings: Settings, limit: int, what: str) -> dict[str, Any]:
+    """Authenticate and read one JSON object body. 401 / 413 / 400 / 415 as ApiError."""
+    authorized = known_key(basic_user(request.headers.get("authorization")), settings.write_keys)
+    try:
+        body = parse_json(await read_body(request, limit, what))
+    except ApiError as exc:
+        if not authorized and exc.status == 400:
+            # No write key to be read from a body that is not JSON.
+            raise _unauthorized() from None
+        raise
+    if not authorized and not (
+        isinstance(body, dict) and known_key(body.get("writeKey"), settings.write_keys)
+    ):
+        raise _unauthorized()
+    if not isinstance(body, dict):
+        raise ApiError(
+            400,
+            "invalid_message",
+            "the body must be a JSON object",
+            extra={"field": ""},
+        )
+    return body
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(
+        401,
+        "unauthorized",
+        "a valid write key is required (HTTP Basic auth, the write key as user name)",
+        headers=UNAUTHORIZED,
+    )
+
+
+async def _store(ingestor: Ingestor, items: list[Any], defaults: dict[str, Any]) -> JSONResponse:
+    try:
+        result = await run_in_threadpool(ingestor.ingest, items, defaults=defaults)
+    except SQLAlchemyError as exc:
+        log.error("ingest: database error: %s", type(exc).__name__)
+        raise ApiError(503, "unavailable", "the event store is unavailable; retry later") from None
+    body = result.as_json()
+    if not result.rejected:
+        return JSONResponse(body, status_code=200)
+    first = result.rejected[0]
+    status = 413 if any(r.too_large for r in result.rejected) else 400
+    code = "payload_too_large" if status == 413 else "invalid_message"
+    where = f"message {first.index}: " if result.received > 1 else ""
+    summary = f"{len(result.rejected)} of {result.received} messages rejected; "
+    message = (summary if result.received > 1 else "") + where + first.error
+    body.update({"code": code, "message": message, "field": first.field})
+    return JSONResponse(body, status_code=status)
+
+
+def router(ingestor: Ingestor, settings: Settings) -> APIRouter:
+    api = APIRouter(tags=["tracking"])
+
+    def single(kind: str) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> JSONResponse:
+            body = await _receive(request, settings, MAX_MESSAGE_BYTES, "a message")
+            if body.get("type") is None:
+                body["type"] = kind
+            return await _store(ingestor, [body], {})
+
+        endpoint.__name__ = f"segment_{kind}"
+        return endpoint
+
+    for kind in MESSAGE_TYPES:
+        api.add_api_route(
+            f"/v1/{kind}",
+            single(kind),
+            methods=["POST"],
+            summary=f"One Segment {kind} message",
+        )
+
+    async def batch(request: Request) -> JSONResponse:
+        body = await _receive(request, settings, MAX_BATCH_BYTES, "a batch")
+        items = body.get("batch")
+        if not isinstance(items, list):
+            raise ApiError(
+                400,
+                "invalid_message",
+                "batch: required, a list of messages",
+                extra={"field": "batch"},
+            )
+        defaults = {
+            key: body[key] for key in ("context", "integrations") if isinstance(body.get(key), dict)
+        }
+        return await _store(ingestor, items, defaults)
+
+    for path in ("/v1/batch", "/v1/import"):
+        api.add_api_route(path, batch, methods=["POST"], summary="A batch of Segment messages")
+    return api

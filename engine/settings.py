@@ -1,0 +1,51 @@
+"""Settings of the live engine, from the environment (``JOURNEY_*``).
+
+- ``JOURNEY_DATABASE_URL``: the database (default: the embedded SQLite file, see engine.store).
+- ``JOURNEY_WRITE_KEYS``: comma-separated Segment write keys the tracking API accepts.
+- ``JOURNEY_ADMIN_TOKEN``: bearer token of the admin API (unset: it refuses everyone).
+- ``JOURNEY_PUBLIC_URL``: the URL users reach the server at (unsubscribe links).
+- ``JOURNEY_HOST`` / ``JOURNEY_PORT``: where the server listens (default 127.0.0.1:8000).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOURNEY_", extra="ignore")
+
+    database_url: str | None = None
+    # NoDecode: the environment holds "k1,k2", not JSON; the validator below splits it.
+    write_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    admin_token: SecretStr | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    @field_validator("write_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                value = json.loads(text)
+            else:
+                return [key.strip() for key in text.split(",") if key.strip()]
+        if isinstance(value, list | tuple):
+            return [str(key).strip() for key in value if str(key).strip()]
+        return value
+
+    @field_validator("admin_token", "database_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")

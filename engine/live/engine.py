@@ -226,13 +226,20 @@ class LiveEngine:
             ).all()
             if not timers:
                 return
-            moment = self.clock()
-            processor, book, _ = self._processor(session, moment)
+            processor, book, _ = self._processor(session, self.clock())
             for timer in timers:
-                run_id, timer_id, key = timer.run_id, timer.timer_id, timer.user_key
+                run_id, timer_id, key, due = (
+                    timer.run_id,
+                    timer.timer_id,
+                    timer.user_key,
+                    timer.due_at,
+                )
                 session.delete(timer)
                 user = book.get(book.owner(key))
-                processor.fire(user, run_id, timer_id, moment)
+                # A timer fires at its due time, like an event at its receive time, so a
+                # user's timeline never runs backwards after downtime (in normal operation
+                # the two differ by under a second).
+                processor.fire(user, run_id, timer_id, due)
             book.flush()
 
         def drop(session: Session, timer_id: str) -> None:
@@ -291,6 +298,10 @@ class LiveEngine:
                 sent = self.senders.for_channel(outbound.channel).send(outbound)
             except (TransientDeliveryError, PermanentDeliveryError) as exc:
                 problem = exc
+            # A sender that breaks its contract (any other exception) gets the bounded
+            # retries of a transient failure, with the error kept as the reason.
+            except Exception as exc:
+                problem = TransientDeliveryError(f"{type(exc).__name__}: {exc}")
 
         def record(session: Session, batch: list[str]) -> None:
             self._record(session, batch[0], sent, problem, render_error)
@@ -298,10 +309,23 @@ class LiveEngine:
         return self._isolated("message", [message_id], str, record, self._fail_message)
 
     def _fail_message(self, session: Session, message_id: str) -> None:
+        """Mark a dead-lettered message failed and, if its run can still move, move it on."""
         message = session.get(Message, message_id)
-        if message is not None:
-            message.status = "failed"
-            message.reason = "engine error; see dead_letters"
+        if message is None:
+            return
+        message.status = "failed"
+        message.reason = "engine error; see dead_letters"
+        try:
+            with session.begin_nested():
+                now = self.clock()
+                processor, book, _ = self._processor(session, now)
+                user = book.get(book.owner(message.user_key))
+                user.sent.pop(message_id, None)
+                processor.delivered(user, message.run_id, DeliveryResult(message_id, "failed"), now)
+                book.flush()
+        # The failure may be in the run itself; then it waits for a replay of the dead letter.
+        except Exception as exc:
+            log.error("run %s stays on its send step: %s", message.run_id, type(exc).__name__)
 
     def _prepare(
         self, session: Session, message_id: str

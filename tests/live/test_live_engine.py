@@ -316,3 +316,48 @@ def test_an_anonymous_visitor_identified_later_keeps_their_journey(
     with db.transaction() as session:
         statuses = dict(session.execute(select(Run.journey_id, Run.status)).all())
     assert statuses == {"cart_abandon": "exited", "post_purchase_cross_sell": "active"}
+
+
+def test_a_sender_that_breaks_its_contract_is_retried_then_falls_back(
+    db: Database, clock: Clock
+) -> None:
+    class Broken:
+        def send(self, message):  # type: ignore[no-untyped-def]
+            raise RuntimeError("socket closed")
+
+    deploy(db, SourceTree.from_directory(ROOT / "journeys"), now=clock())
+    sms = RecordingSender()
+    live = LiveEngine(db, SenderRegistry({"wecom": Broken(), "sms": sms}), clock=clock)
+    Ingestor(db).ingest(
+        [identify("u1", **LI, wecom_userid="w1"), track("u1", "Signed Up", "m1")], now=clock()
+    )
+    apply_until_idle(live)
+    clock.now = datetime(2026, 3, 3, 2, 0, tzinfo=UTC)
+    for _ in range(6):  # five tries with backoff, then it counts as undeliverable
+        apply_until_idle(live)
+        clock.advance(timedelta(minutes=10))
+    tip = {m.channel: m for m in messages(db) if m.step == "wecom_tip"}
+    assert tip["wecom"].status == "failed" and tip["wecom"].tries == 5
+    assert "RuntimeError: socket closed" in (tip["wecom"].reason or "")
+    assert tip["sms"].status == "sent"
+
+
+def test_an_engine_error_on_a_message_is_dead_lettered_and_the_run_moves_on(
+    db: Database, live: LiveEngine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.live.engine as live_module
+
+    def broken(*args: object, **kwargs: object) -> dict[str, str]:
+        raise KeyError("a bug")
+
+    Ingestor(db).ingest([identify("u1", **LI), track("u1", "Signed Up", "m1")], now=clock())
+    live.consume()
+    monkeypatch.setattr(live_module, "render_message", broken)
+    live.dispatch()
+    (welcome,) = messages(db)
+    assert welcome.status == "failed" and "dead_letters" in (welcome.reason or "")
+    with db.transaction() as session:
+        (dead,) = session.scalars(select(DeadLetter)).all()
+        assert dead.kind == "message" and dead.ref == welcome.message_id
+        run = session.scalars(select(Run)).one()
+        assert run.step == "wait_until_morning"  # moved on past the send

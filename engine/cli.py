@@ -10,10 +10,11 @@ from typing import Annotated, Any, TextIO
 import orjson
 import typer
 
+from engine.durations import iso_z as iso
 from engine.errors import CompileError
 from engine.event_files import EventFile
 from engine.project import Project, compile_project
-from engine.simulate import Simulation, iso
+from engine.simulate import Simulation
 from engine.spec import Journey, Policies
 
 DEFAULT_HORIZON = timedelta(days=30)

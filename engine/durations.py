@@ -1,4 +1,5 @@
-"""Durations (``1h30m``, ``7d``) and times of day (``"10:00"``) as journey files write them."""
+"""Durations (``1h30m``, ``7d``) and times of day (``"10:00"``) as journey files write them,
+and the one way the engine writes an instant (ISO-8601 UTC with ``Z``)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,10 @@ def next_local_time(now: datetime, at: time, zone: tzinfo) -> datetime:
             if candidate > now:
                 return candidate
     raise AssertionError("unreachable: a wall time recurs within two days")
+
+
+def iso_z(moment: datetime) -> str:
+    """ISO-8601 in UTC with ``Z``: seconds, or microseconds when there are some."""
+    moment = moment.astimezone(UTC)
+    text = moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds")
+    return text.replace("+00:00", "Z")

@@ -9,7 +9,10 @@ from typing import Any
 from engine.channels import get_channel
 from engine.errors import RenderError
 from engine.graph import CompiledJourney, InlineContent, SendNode
-from engine.runtime import MessageRef, RunState
+from engine.runs import (
+    MessageRef,
+    RunState,
+)
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 

@@ -22,7 +22,7 @@ from engine.graph import CompiledJourney
 from engine.identity import anonymous_key, display_id, merge_traits, user_key
 from engine.policies import SentMessage
 from engine.project import Project
-from engine.runtime import (
+from engine.runs import (
     CancelMessage,
     CancelTimer,
     Completed,
@@ -42,10 +42,12 @@ from engine.runtime import (
     TimerFired,
     Transition,
     UserView,
+    make_run_id,
+)
+from engine.runtime import (
     advance,
     enter,
     goal_open,
-    make_run_id,
     may_enter,
 )
 

@@ -7,7 +7,7 @@ send history, the policies) and return the new run state plus a list of
 commands. No I/O, no clock, no globals: ``journey simulate``, the tests and the
 live workers run exactly this code.
 
-Commands tell the caller what to persist and do: trace/record facts
+Commands (defined in ``engine.runs``) tell the caller what to persist and do: facts
 (:class:`Entered`, :class:`Converted`, :class:`Exited`, :class:`Completed`,
 :class:`Suppressed`), manage timers (:class:`ScheduleTimer`,
 :class:`CancelTimer`) and messages (:class:`ScheduleMessage` for a send
@@ -18,9 +18,7 @@ until the caller feeds back a :class:`DeliveryResult`.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -37,213 +35,39 @@ from engine.graph import (
     WaitForNode,
     WaitNode,
 )
-from engine.policies import FALLBACK_REASONS, CompiledPolicies, SentMessage, Suppress
-
-ACTIVE, COMPLETED, EXITED = "active", "completed", "exited"
-MAX_TRANSITIONS = 10_000
-
-EventData = Mapping[str, Any]
-
-
-# -- inputs -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EventInput:
-    """A user's event. ``name`` is what journeys match (track ``event``, page/screen ``name``)."""
-
-    name: str | None
-    data: EventData
-    message_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class TimerFired:
-    timer_id: str
-
-
-UNDELIVERABLE = "undeliverable"
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryResult:
-    """How a dispatched message ended: ``sent``, ``failed`` (no fallback) or
-    ``undeliverable`` (a permanent delivery failure: the next fallback channel is tried)."""
-
-    message_id: str
-    outcome: Literal["sent", "failed", "undeliverable"]
-
-
-Input = EventInput | TimerFired | DeliveryResult
-
-
-@dataclass(frozen=True, slots=True)
-class UserView:
-    """What the runtime may know of the user: id, merged traits, messages counting for caps."""
-
-    user_id: str
-    profile: Mapping[str, Any]
-    sent: Sequence[SentMessage] = ()
-
-
-# -- state ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    """What a run on a step waits for."""
-
-    kind: Literal["timer", "event", "delivery", "deferred"]
-    timer_id: str | None = None
-    message_id: str | None = None
-    attempt: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class RunState:
-    """One user's pass through one journey."""
-
-    run_id: str
-    journey_id: str
-    version: str
-    user_id: str
-    entered_at: datetime
-    trigger: EventData
-    event: EventData
-    status: str = ACTIVE
-    step: str | None = None
-    visits: Mapping[str, int] = field(default_factory=dict)
-    waiting: Waiting | None = None
-    converted_at: datetime | None = None
-    ended_at: datetime | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.status == ACTIVE
-
-
-# -- commands ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RunFact:
-    """A fact about a run, for the record and the trace."""
-
-    run_id: str
-    journey_id: str
-    user_id: str
-    at: datetime
-
-
-class Entered(RunFact):
-    __slots__ = ()
-
-
-class Converted(RunFact):
-    __slots__ = ()
-
-
-class Exited(RunFact):
-    __slots__ = ()
-
-
-class Completed(RunFact):
-    __slots__ = ()
-
-
-@dataclass(frozen=True, slots=True)
-class MessageRef:
-    """Identifies one message: the run, step, visit and channel it belongs to."""
-
-    message_id: str
-    run_id: str
-    journey_id: str
-    user_id: str
-    step: str
-    channel: str
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class Suppressed:
-    message: MessageRef
-    reason: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleMessage:
-    """A send deferred by quiet hours: it counts toward caps at ``at`` from now on."""
-
-    message: MessageRef
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    """Render and deliver now, then feed back a DeliveryResult."""
-
-    message: MessageRef
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CancelMessage:
-    message_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleTimer:
-    timer_id: str
-    run_id: str
-    due_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CancelTimer:
-    timer_id: str
-
-
-Command = (
-    Entered
-    | Converted
-    | Exited
-    | Completed
-    | Suppressed
-    | ScheduleMessage
-    | Dispatch
-    | CancelMessage
-    | ScheduleTimer
-    | CancelTimer
+from engine.policies import FALLBACK_REASONS, CompiledPolicies, Suppress
+from engine.runs import (
+    ACTIVE,
+    COMPLETED,
+    EXITED,
+    UNDELIVERABLE,
+    CancelMessage,
+    CancelTimer,
+    Command,
+    Completed,
+    Converted,
+    DeliveryResult,
+    Dispatch,
+    Entered,
+    EntryHistory,
+    EventData,
+    EventInput,
+    Exited,
+    Input,
+    MessageRef,
+    RunState,
+    ScheduleMessage,
+    ScheduleTimer,
+    Suppressed,
+    TimerFired,
+    Transition,
+    UserView,
+    Waiting,
+    make_message_id,
+    split_bucket,
 )
 
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    run: RunState
-    commands: tuple[Command, ...]
-
-
-# -- ids --------------------------------------------------------------------------
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-
-
-def make_run_id(journey_id: str, user_id: str, entry_number: int) -> str:
-    """Deterministic: the ``entry_number``-th entry of ``user_id`` into the journey."""
-    return "run_" + _digest("run", journey_id, user_id, str(entry_number))[:24]
-
-
-def make_message_id(run_id: str, step: str, visit: int, channel: str) -> str:
-    """Deterministic per (run, step, visit of that step, channel): the idempotency key."""
-    return "msg_" + _digest("msg", run_id, step, str(visit), channel)[:24]
-
-
-def split_bucket(user_id: str, journey_id: str, step: str, total: int) -> int:
-    """A stable number in ``[0, total)`` for (user, journey, step)."""
-    return int(_digest("split", user_id, journey_id, step)[:15], 16) % total
+MAX_TRANSITIONS = 10_000
 
 
 # -- scopes -----------------------------------------------------------------------
@@ -284,14 +108,6 @@ def _matches(
 
 
 # -- entry ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EntryHistory:
-    """How often and when a user last entered a journey."""
-
-    count: int = 0
-    last_entered_at: datetime | None = None
 
 
 def may_enter(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from engine.durations import iso_z as iso
 from engine.errors import RenderError
 from engine.events import Event
 from engine.graph import CompiledJourney
@@ -24,7 +25,7 @@ from engine.messages import DEFAULT_PUBLIC_URL, address_of, render_message
 from engine.policies import SentMessage
 from engine.processor import Processor, UserState
 from engine.project import Project
-from engine.runtime import (
+from engine.runs import (
     DeliveryResult,
     Dispatch,
     RunFact,
@@ -35,12 +36,6 @@ from engine.runtime import (
 )
 
 TraceLine = dict[str, Any]
-
-
-def iso(at: datetime) -> str:
-    """ISO-8601 UTC with ``Z``."""
-    text = at.isoformat(timespec="microseconds" if at.microsecond else "seconds")
-    return text.replace("+00:00", "Z")
 
 
 @dataclass

@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.api.segment import ApiError, iso_z
+from engine.api.segment import ApiError
+from engine.durations import iso_z
 from engine.identity import anonymous_key, display_id, user_key
 from engine.settings import Settings
 from engine.store.database import Database

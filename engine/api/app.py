@@ -14,9 +14,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.api import admin, segment, unsubscribe
-from engine.api.segment import ApiError, Ingestor
+from engine.api.segment import ApiError
 from engine.settings import Settings
 from engine.store.database import Database
+from engine.store.ingest import Ingestor
 
 
 def create_app(

@@ -15,9 +15,10 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from engine.api.segment import ApiError, Ingestor, log
+from engine.api.segment import ApiError, log
 from engine.identity import ANONYMOUS_PREFIX, USER_PREFIX
 from engine.store.database import Database
+from engine.store.ingest import Ingestor
 from engine.store.schema import Message
 
 PAGE = """<!doctype html>

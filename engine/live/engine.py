@@ -27,7 +27,10 @@ from engine.errors import PermanentDeliveryError, RenderError, TransientDelivery
 from engine.events import parse_message
 from engine.messages import DEFAULT_PUBLIC_URL, address_of, render_message
 from engine.processor import Processor
-from engine.runtime import DeliveryResult, MessageRef
+from engine.runs import (
+    DeliveryResult,
+    MessageRef,
+)
 from engine.store.database import Database
 from engine.store.deployments import DeployedCatalog
 from engine.store.schema import DeadLetter, Message, Profile, Run, StoredEvent, Timer

@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from engine.runtime import RunState, Waiting
+from engine.runs import (
+    RunState,
+    Waiting,
+)
 
 
 def _event_out(data: Mapping[str, Any]) -> dict[str, Any]:

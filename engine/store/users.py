@@ -25,7 +25,7 @@ from engine.graph import CompiledJourney
 from engine.identity import anonymous_key, display_id, user_key
 from engine.policies import Cap, SentMessage
 from engine.processor import Catalog, UserState
-from engine.runtime import (
+from engine.runs import (
     ACTIVE,
     DeliveryResult,
     Dispatch,

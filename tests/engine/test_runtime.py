@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.project import Project, compile_project
-from engine.runtime import (
+from engine.runs import (
     CancelMessage,
     CancelTimer,
     Completed,
@@ -27,11 +27,13 @@ from engine.runtime import (
     TimerFired,
     Transition,
     UserView,
+    make_message_id,
+    split_bucket,
+)
+from engine.runtime import (
     advance,
     enter,
-    make_message_id,
     may_enter,
-    split_bucket,
 )
 
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from engine.api.segment import Ingestor
 from engine.channels.senders import RecordingSender, SenderRegistry
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
 from engine.live.engine import LiveEngine, apply_until_idle
 from engine.project import SourceTree
 from engine.store.database import Database
 from engine.store.deployments import deploy
+from engine.store.ingest import Ingestor
 from engine.store.schema import DeadLetter, Message, Run, StoredEvent, Timer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from engine import spec
 from engine.channels import get_channel
-from engine.compiler import TemplateChecker, compile_journey
+from engine.compiler import compile_journey
+from engine.content import TemplateChecker
 from engine.diagnostics import validation_diagnostics
 from engine.errors import CompileError, Diagnostic
 from engine.graph import CompiledJourney

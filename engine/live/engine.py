@@ -17,14 +17,15 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Literal, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine.channels.senders import OutboundMessage, Receipt, SenderRegistry
 from engine.errors import PermanentDeliveryError, RenderError, TransientDeliveryError
-from engine.events import parse_message
+from engine.events import Event, parse_message
+from engine.identity import anonymous_key, user_key
 from engine.messages import DEFAULT_PUBLIC_URL, address_of, render_message
 from engine.processor import Processor
 from engine.runs import (
@@ -33,7 +34,7 @@ from engine.runs import (
 )
 from engine.store.database import Database
 from engine.store.deployments import DeployedCatalog
-from engine.store.schema import DeadLetter, Message, Profile, Run, StoredEvent, Timer
+from engine.store.schema import DeadLetter, Identity, Message, Profile, Run, StoredEvent, Timer
 from engine.store.users import SqlEffects, SqlUserBook, cap_horizon, run_from_row
 
 log = logging.getLogger("journey.engine")
@@ -44,6 +45,18 @@ T = TypeVar("T")
 MAX_TRIES = 5
 #: How long a claimed message may stay "sending" before another dispatcher retries it.
 CLAIM_LEASE = timedelta(minutes=5)
+
+
+def event_keys(event: Event) -> list[str]:
+    """Every user key an event may touch (an alias's previousId may be either kind)."""
+    keys = []
+    if event.user_id is not None:
+        keys.append(user_key(event.user_id))
+    if event.anonymous_id is not None:
+        keys.append(anonymous_key(event.anonymous_id))
+    if event.previous_id is not None:
+        keys += [user_key(event.previous_id), anonymous_key(event.previous_id)]
+    return keys
 
 
 def utc_now() -> datetime:
@@ -90,8 +103,11 @@ class LiveEngine:
     ) -> tuple[Processor, SqlUserBook, SqlEffects]:
         self.catalog.refresh(session)
         horizon = cap_horizon(self.catalog.current.policies.caps)
+        # The book and effects keep the rows they touch and write them at flush; flushing
+        # before every lookup would only repeat that work.
+        session.autoflush = False
         book = SqlUserBook(session, now, horizon)
-        effects = SqlEffects(session, self.catalog, now)
+        effects = SqlEffects(session, self.catalog, now, book)
         return Processor(self.catalog, book, effects), book, effects
 
     def _isolated(
@@ -187,8 +203,15 @@ class LiveEngine:
             if not events:
                 return
             processor, book, _ = self._processor(session, self.clock())
-            for row in events:
-                event = parse_message(row.payload)
+            parsed = [(row, parse_message(row.payload)) for row in events]
+            interesting = self.catalog.current.by_event
+            book.prefetch(
+                key
+                for _, event in parsed
+                if event.type in ("identify", "alias") or event.name in interesting
+                for key in event_keys(event)
+            )
+            for row, event in parsed:
                 processor.apply(event, row.received_at)
                 row.status = "processed"
                 row.processed_at = self.clock()
@@ -230,6 +253,7 @@ class LiveEngine:
             if not timers:
                 return
             processor, book, _ = self._processor(session, self.clock())
+            book.prefetch(timer.user_key for timer in timers)
             for timer in timers:
                 run_id, timer_id, key, due = (
                     timer.run_id,
@@ -256,7 +280,12 @@ class LiveEngine:
     # -- outbox --
 
     def dispatch(self) -> tuple[int, int]:
-        """Claim due outbox messages and deliver each; results move their runs on."""
+        """Claim due outbox messages, render and send them, record how each went.
+
+        Providers are called outside any transaction, with the message id as the
+        idempotency key: a crash before the record is written leaves the message
+        claimed, and after its lease it is sent again with the same key.
+        """
         now = self.clock()
         with self.db.transaction() as session:
             session.execute(  # claims of a dispatcher that died: try again
@@ -278,38 +307,36 @@ class LiveEngine:
                 message.claimed_until = now + CLAIM_LEASE
                 message.tries += 1
             ids = [m.message_id for m in claimed]
-        dead = sum(self._deliver(message_id) for message_id in ids)
-        return len(ids), dead
+        if not ids:
+            return 0, 0
+        deliveries: dict[str, Delivery] = {}
 
-    def _deliver(self, message_id: str) -> int:
-        """Render, send, record one claimed message. The provider is called outside any
-        transaction; a crash before the record is written leaves the message claimed, and
-        after its lease it is sent again with the same idempotency key."""
-        prepared: list[tuple[OutboundMessage | None, str | None]] = []
+        def set_aside(session: Session, message_id: str) -> None:
+            deliveries.pop(message_id, None)
+            self._fail_message(session, message_id)
 
         def prepare(session: Session, batch: list[str]) -> None:
-            prepared.append(self._prepare(session, batch[0]))
+            self.catalog.refresh(session)
+            for message_id in batch:
+                delivery = self._prepare(session, message_id, self.clock())
+                if delivery is not None:
+                    deliveries[message_id] = delivery
 
-        dead = self._isolated("message", [message_id], str, prepare, self._fail_message)
-        if dead or not prepared or prepared[0] == (None, None):
-            return dead
-        outbound, render_error = prepared[0]
-        sent: Receipt | None = None
-        problem: Exception | None = None
-        if outbound is not None:
-            try:
-                sent = self.senders.for_channel(outbound.channel).send(outbound)
-            except (TransientDeliveryError, PermanentDeliveryError) as exc:
-                problem = exc
-            # A sender that breaks its contract (any other exception) gets the bounded
-            # retries of a transient failure, with the error kept as the reason.
-            except Exception as exc:
-                problem = TransientDeliveryError(f"{type(exc).__name__}: {exc}")
+        dead = self._isolated("message", ids, str, prepare, set_aside)
+        for delivery in deliveries.values():
+            delivery.send(self.senders)
 
         def record(session: Session, batch: list[str]) -> None:
-            self._record(session, batch[0], sent, problem, render_error)
+            now = self.clock()
+            processor, book, _ = self._processor(session, now)
+            rows = session.scalars(select(Message).where(Message.message_id.in_(batch))).all()
+            book.prefetch(row.user_key for row in rows)
+            for row in rows:
+                self._record(processor, book, row, deliveries[row.message_id], now)
+            book.flush()
 
-        return self._isolated("message", [message_id], str, record, self._fail_message)
+        dead += self._isolated("message", list(deliveries), str, record, set_aside)
+        return len(ids), dead
 
     def _fail_message(self, session: Session, message_id: str) -> None:
         """Mark a dead-lettered message failed and, if its run can still move, move it on."""
@@ -330,22 +357,18 @@ class LiveEngine:
         except Exception as exc:
             log.error("run %s stays on its send step: %s", message.run_id, type(exc).__name__)
 
-    def _prepare(
-        self, session: Session, message_id: str
-    ) -> tuple[OutboundMessage | None, str | None]:
-        """The message to send, or the reason it cannot be rendered; (None, None) if it is
-        no longer ours to send."""
+    def _prepare(self, session: Session, message_id: str, now: datetime) -> Delivery | None:
+        """Render one claimed message; None if it is no longer this dispatcher's to send."""
         message = session.get(Message, message_id)
         if message is None or message.status != "sending":
-            return None, None
-        now = self.clock()
-        self.catalog.refresh(session)
+            return None
         run_row = session.get(Run, message.run_id)
         if run_row is None:
-            return None, "its run is gone"
+            return Delivery(problem="its run is gone")
         run = run_from_row(run_row)
-        book = SqlUserBook(session, now, timedelta(0))
-        profile = dict(_traits(session, book.owner(message.user_key)))
+        owner = session.get(Identity, message.user_key)
+        profile_row = session.get(Profile, owner.owner_key if owner else message.user_key)
+        profile = dict(profile_row.traits) if profile_row else {}
         journey = self.catalog.journey(run.journey_id, run.version)
         ref = MessageRef(
             message.message_id,
@@ -359,63 +382,80 @@ class LiveEngine:
         try:
             content = render_message(journey, ref, run, profile, now, self.public_url)
         except RenderError as exc:
-            return None, str(exc)
+            return Delivery(problem=str(exc))
         to = address_of(message.channel, profile)
-        if to is None:
-            return None, "the address is gone"
+        if to is None:  # gone since the policies passed it: like a bounce, it falls back
+            return Delivery(problem="the address is gone", undeliverable=True)
         message.content = content
-        return OutboundMessage(message.message_id, message.channel, to, content), None
+        return Delivery(OutboundMessage(message.message_id, message.channel, to, content))
 
     def _record(
         self,
-        session: Session,
-        message_id: str,
-        receipt: Receipt | None,
-        problem: Exception | None,
-        render_error: str | None,
+        processor: Processor,
+        book: SqlUserBook,
+        message: Message,
+        delivery: Delivery,
+        now: datetime,
     ) -> None:
-        """Write how the delivery went and move the run on, in one transaction."""
-        message = session.get(Message, message_id)
-        if message is None or message.status != "sending":
+        """Write how one delivery went and move its run on."""
+        if message.status != "sending":
             return
-        now = self.clock()
+        message_id = message.message_id
+        error = delivery.error
         outcome: DeliveryResult
-        if render_error is not None:
-            # A render failure does not fall back; a vanished address does.
-            kind = "undeliverable" if render_error == "the address is gone" else "failed"
-            message.status, message.reason, message.content = "failed", render_error, None
-            outcome = DeliveryResult(message_id, kind)  # type: ignore[arg-type]
-        elif isinstance(problem, TransientDeliveryError) and message.tries < MAX_TRIES:
-            message.status, message.reason = "pending", str(problem)
-            message.send_at = now + backoff(message.tries, problem.retry_after)
+        if delivery.problem is not None:
+            message.status, message.reason, message.content = "failed", delivery.problem, None
+            kind: Literal["failed", "undeliverable"] = (
+                "undeliverable" if delivery.undeliverable else "failed"
+            )
+            outcome = DeliveryResult(message_id, kind)
+        elif isinstance(error, TransientDeliveryError) and message.tries < MAX_TRIES:
+            message.status, message.reason = "pending", str(error)
+            message.send_at = now + backoff(message.tries, error.retry_after)
             return  # retried later; the run keeps waiting
-        elif problem is not None:
+        elif error is not None:
             message.status, message.content = "failed", None
             message.reason = (
-                f"gave up after {message.tries} tries: {problem}"
-                if isinstance(problem, TransientDeliveryError)
-                else str(problem)
+                f"gave up after {message.tries} tries: {error}"
+                if isinstance(error, TransientDeliveryError)
+                else str(error)
             )
             outcome = DeliveryResult(message_id, "undeliverable")
         else:
+            receipt = delivery.receipt
             assert receipt is not None
             message.status, message.reason, message.send_at = "sent", None, now
-            message.provider, message.provider_message_id = (
-                receipt.provider,
-                receipt.provider_message_id,
-            )
+            message.provider = receipt.provider
+            message.provider_message_id = receipt.provider_message_id
             outcome = DeliveryResult(message_id, "sent")
-        processor, book, _ = self._processor(session, now)
         user = book.get(book.owner(message.user_key))
         if message.status != "sent":
             user.sent.pop(message_id, None)
         processor.delivered(user, message.run_id, outcome, now)
-        book.flush()
 
 
-def _traits(session: Session, key: str) -> dict[str, Any]:
-    row = session.get(Profile, key)
-    return dict(row.traits) if row else {}
+@dataclass
+class Delivery:
+    """One claimed message on its way out: what to send, or why not, and how it went."""
+
+    outbound: OutboundMessage | None = None
+    problem: str | None = None  # why it cannot be sent at all
+    undeliverable: bool = False  # the problem lets the send fall back to its next channel
+    receipt: Receipt | None = None
+    error: Exception | None = None
+
+    def send(self, senders: SenderRegistry) -> None:
+        """Call the channel's provider (outside any transaction)."""
+        if self.outbound is None:
+            return
+        try:
+            self.receipt = senders.for_channel(self.outbound.channel).send(self.outbound)
+        except (TransientDeliveryError, PermanentDeliveryError) as exc:
+            self.error = exc
+        # A sender that breaks its contract (any other exception) gets the bounded
+        # retries of a transient failure, with the error kept as the reason.
+        except Exception as exc:
+            self.error = TransientDeliveryError(f"{type(exc).__name__}: {exc}")
 
 
 def apply_until_idle(engine: LiveEngine, rounds: int = 1000) -> list[Work]:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -44,6 +45,8 @@ log = logging.getLogger("journey.store")
 
 #: Message statuses that hold a frequency-cap slot.
 COUNTING = ("scheduled", "pending", "sending", "sent")
+#: Users loaded per query: well under every backend's limit on bound parameters.
+PREFETCH_CHUNK = 500
 MERGED = "merged"
 
 _seq_lock = threading.Lock()
@@ -83,6 +86,12 @@ class SqlUserBook:
         self.users: dict[str, UserState] = {}
         self.owners: dict[str, str] = {}
         self.merged: dict[str, str] = {}
+        # The rows behind the loaded users, changed in place and written once by flush.
+        self.profile_rows: dict[str, Profile] = {}
+        self.loaded_traits: dict[str, dict[str, Any]] = {}
+        self.entry_rows: dict[tuple[str, str], Entry] = {}
+        self.run_rows: dict[str, Run] = {}
+        self.message_rows: dict[str, Message] = {}
         self.postgres = session.get_bind().dialect.name == "postgresql"
 
     # -- UserBook --
@@ -90,8 +99,7 @@ class SqlUserBook:
     def owner(self, key: str) -> str:
         """The key that owns ``key`` now."""
         if key not in self.owners:
-            row = self.session.get(Identity, key)
-            self.owners[key] = row.owner_key if row else key
+            self._resolve_owners([key])
         return self.owners[key]
 
     def resolve(self, user_id: str | None, anonymous_id: str | None) -> str:
@@ -101,15 +109,14 @@ class SqlUserBook:
         return self.owner(anonymous_key(anonymous_id))
 
     def get(self, key: str) -> UserState:
-        user = self.users.get(key)
-        if user is None:
-            user = self.users[key] = self._load(key)
-        return user
+        if key not in self.users:
+            self.prefetch([key])
+        return self.users[key]
 
     def link(self, source: str, target: str, now: datetime) -> str | None:
         owner = self.owner(target)
-        if source == owner or self.session.get(Identity, source) is not None:
-            return None
+        if source == owner or self.owner(source) != source:
+            return None  # the same user, or already linked: the first link wins
         self.session.add(Identity(alias_key=source, owner_key=owner, linked_at=now))
         self.session.execute(
             update(Identity).where(Identity.owner_key == source).values(owner_key=owner)
@@ -130,77 +137,127 @@ class SqlUserBook:
 
     # -- loading and saving --
 
-    def _lock(self, key: str) -> None:
-        """Make sure the profile row exists, and lock it: it is the user's mutex."""
-        values = {"user_key": key, "traits": {}, "created_at": self.now, "updated_at": self.now}
-        if self.postgres:
-            self.session.execute(pg_insert(Profile).values(**values).on_conflict_do_nothing())
-            self.session.execute(
-                select(Profile.user_key).where(Profile.user_key == key).with_for_update()
-            )
-        else:  # SQLite: BEGIN IMMEDIATE already serializes writers
-            self.session.execute(sqlite_insert(Profile).values(**values).on_conflict_do_nothing())
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Load (and lock) the owners of ``keys`` at once: a batch's users in a few queries."""
+        keys = list(keys)
+        self._resolve_owners(keys)
+        wanted = sorted({self.owners[k] for k in keys} - set(self.users))
+        for start in range(0, len(wanted), PREFETCH_CHUNK):
+            chunk = wanted[start : start + PREFETCH_CHUNK]
+            with self.session.no_autoflush:
+                self._lock(chunk)
+                self._load(chunk)
 
-    def _load(self, key: str) -> UserState:
-        self._lock(key)
+    def _resolve_owners(self, keys: Iterable[str]) -> None:
+        unknown = sorted({k for k in keys if k not in self.owners})
+        for start in range(0, len(unknown), PREFETCH_CHUNK):
+            chunk = unknown[start : start + PREFETCH_CHUNK]
+            rows = self.session.execute(
+                select(Identity.alias_key, Identity.owner_key).where(Identity.alias_key.in_(chunk))
+            )
+            found = {alias: owner for alias, owner in rows}
+            for key in chunk:
+                self.owners[key] = found.get(key, key)
+
+    def _lock(self, keys: list[str]) -> None:
+        """Make sure the profile rows exist, and lock them: a profile row is its user's mutex.
+
+        Rows are locked in key order, so two engines locking overlapping batches cannot
+        deadlock. (SQLite needs no row locks: BEGIN IMMEDIATE serializes writers.)
+        """
+        values = [
+            {"user_key": key, "traits": {}, "created_at": self.now, "updated_at": self.now}
+            for key in keys
+        ]
+        insert = pg_insert(Profile) if self.postgres else sqlite_insert(Profile)
+        self.session.execute(insert.values(values).on_conflict_do_nothing())
+        if self.postgres:
+            self.session.execute(
+                select(Profile.user_key)
+                .where(Profile.user_key.in_(keys))
+                .order_by(Profile.user_key)
+                .with_for_update()
+            )
+
+    def _load(self, keys: list[str]) -> None:
         session = self.session
-        profile = session.get(Profile, key, populate_existing=True)
-        assert profile is not None
+        profiles = {
+            p.user_key: p
+            for p in session.scalars(
+                select(Profile).where(Profile.user_key.in_(keys)),
+                execution_options={"populate_existing": True},
+            )
+        }
+        users = {key: UserState(key=key, profile=dict(profiles[key].traits or {})) for key in keys}
+        for key in keys:
+            self.profile_rows[key] = profiles[key]
+            self.loaded_traits[key] = dict(profiles[key].traits or {})
         runs = session.scalars(
             select(Run)
-            .where(Run.user_key == key, or_(Run.status == ACTIVE, Run.goal_until >= self.now))
+            .where(Run.user_key.in_(keys), or_(Run.status == ACTIVE, Run.goal_until >= self.now))
             .order_by(Run.entered_at, Run.run_id)
         )
-        entries = session.scalars(select(Entry).where(Entry.user_key == key))
-        sent = session.execute(
-            select(Message.message_id, Message.channel, Message.send_at).where(
-                Message.user_key == key,
-                Message.status.in_(COUNTING),
-                Message.send_at > self.now - self.cap_horizon,
+        for row in runs:
+            users[row.user_key].runs[row.run_id] = run_from_row(row)
+            self.run_rows[row.run_id] = row
+        for entry in session.scalars(select(Entry).where(Entry.user_key.in_(keys))):
+            users[entry.user_key].entries[entry.journey_id] = EntryHistory(
+                entry.count, entry.last_entered_at
             )
-        )
-        return UserState(
-            key=key,
-            profile=dict(profile.traits or {}),
-            runs={row.run_id: run_from_row(row) for row in runs},
-            entries={e.journey_id: EntryHistory(e.count, e.last_entered_at) for e in entries},
-            sent={m: SentMessage(channel, at) for m, channel, at in sent},
-        )
+            self.entry_rows[(entry.user_key, entry.journey_id)] = entry
+        if self.cap_horizon > timedelta(0):
+            sent = session.scalars(
+                select(Message).where(
+                    Message.user_key.in_(keys),
+                    Message.status.in_(COUNTING),
+                    Message.send_at > self.now - self.cap_horizon,
+                )
+            )
+            for message in sent:
+                users[message.user_key].sent[message.message_id] = SentMessage(
+                    message.channel, message.send_at
+                )
+                self.message_rows[message.message_id] = message
+        self.users.update(users)
 
     def flush(self) -> None:
-        """Write every loaded user back, and move what merged users left behind."""
+        """Write what changed for every loaded user, and move what merged users left behind."""
         session = self.session
         for key, user in self.users.items():
-            session.execute(
-                update(Profile)
-                .where(Profile.user_key == key)
-                .values(traits=user.profile, updated_at=self.now)
-            )
+            if user.profile != self.loaded_traits[key]:
+                row = self.profile_rows[key]
+                row.traits, row.updated_at = dict(user.profile), self.now
             for journey_id, history in user.entries.items():
                 assert history.last_entered_at is not None
-                session.merge(
-                    Entry(
-                        user_key=key,
-                        journey_id=journey_id,
-                        count=history.count,
-                        last_entered_at=history.last_entered_at,
-                    )
-                )
+                entry = self.entry_rows.get((key, journey_id))
+                if entry is None:
+                    entry = Entry(user_key=key, journey_id=journey_id)
+                    session.add(entry)
+                    self.entry_rows[(key, journey_id)] = entry
+                entry.count, entry.last_entered_at = history.count, history.last_entered_at
+        session.flush()
         for gone, owner in self.merged.items():
             for table in (Timer, Message, Run):
                 session.execute(update(table).where(table.user_key == gone).values(user_key=owner))
             session.execute(delete(Entry).where(Entry.user_key == gone))
             session.execute(delete(Profile).where(Profile.user_key == gone))
-        session.flush()
 
 
 class SqlEffects:
-    """The processor's Effects as rows in the same transaction."""
+    """The processor's Effects as rows in the same transaction.
 
-    def __init__(self, session: Session, catalog: Catalog, now: datetime) -> None:
+    Rows the book loaded are changed in place; new rows are added; the book's flush
+    writes them all at once.
+    """
+
+    def __init__(
+        self, session: Session, catalog: Catalog, now: datetime, book: SqlUserBook
+    ) -> None:
         self.session = session
         self.catalog = catalog
         self.now = now
+        self.book = book
+        self.new_timers: dict[str, Timer] = {}
         self.dispatched = 0
         self.timers_set = 0
 
@@ -209,18 +266,25 @@ class SqlEffects:
 
     def timer_set(self, user: UserState, command: ScheduleTimer) -> None:
         self.timers_set += 1
-        self.session.merge(
-            Timer(
-                timer_id=command.timer_id,
-                seq=next_seq(),
-                run_id=command.run_id,
-                user_key=user.key,
-                due_at=command.due_at,
-            )
+        # Timer ids are unique per (run, step, visit): a timer set now is a new row.
+        timer = Timer(
+            timer_id=command.timer_id,
+            seq=next_seq(),
+            run_id=command.run_id,
+            user_key=user.key,
+            due_at=command.due_at,
         )
+        self.session.add(timer)
+        self.new_timers[command.timer_id] = timer
 
     def timer_cancelled(self, user: UserState, timer_id: str) -> None:
-        self.session.execute(delete(Timer).where(Timer.timer_id == timer_id))
+        timer = self.new_timers.pop(timer_id, None)
+        if timer is not None and timer in self.session.new:
+            self.session.expunge(timer)  # set and cancelled in this same transaction
+        elif timer is not None:
+            self.session.delete(timer)
+        else:
+            self.session.execute(delete(Timer).where(Timer.timer_id == timer_id))
 
     def suppressed(self, user: UserState, command: Suppressed) -> None:
         self._message(user, command.message, "suppressed", command.at, reason=command.reason)
@@ -229,11 +293,9 @@ class SqlEffects:
         self._message(user, command.message, "scheduled", command.at)
 
     def message_cancelled(self, user: UserState, message_id: str) -> None:
-        self.session.execute(
-            update(Message)
-            .where(Message.message_id == message_id, Message.status == "scheduled")
-            .values(status="cancelled", updated_at=self.now)
-        )
+        row = self._message_row(message_id)
+        if row is not None and row.status == "scheduled":
+            row.status, row.updated_at = "cancelled", self.now
 
     def dispatch(
         self, user: UserState, journey: CompiledJourney, run: RunState, command: Dispatch
@@ -262,27 +324,35 @@ class SqlEffects:
         goal_until = None
         if journey.goal is not None and run.converted_at is None:
             goal_until = run.entered_at + journey.goal.within
-        self.session.merge(
-            Run(
-                run_id=run.run_id,
-                user_key=user.key,
-                journey_id=run.journey_id,
-                version=run.version,
-                status=status,
-                step=run.step if status == ACTIVE else None,
-                entered_at=run.entered_at,
-                ended_at=run.ended_at or (self.now if status == MERGED else None),
-                converted_at=run.converted_at,
-                goal_until=goal_until,
-                state=encode_state(run),
-                updated_at=self.now,
-            )
-        )
+        row = self.book.run_rows.get(run.run_id)
+        if row is None:  # every run the processor can touch was loaded: this one is new
+            row = Run(run_id=run.run_id)
+            self.session.add(row)
+            self.book.run_rows[run.run_id] = row
+        row.user_key = user.key
+        row.journey_id = run.journey_id
+        row.version = run.version
+        row.status = status
+        row.step = run.step if status == ACTIVE else None
+        row.entered_at = run.entered_at
+        row.ended_at = run.ended_at or (self.now if status == MERGED else None)
+        row.converted_at = run.converted_at
+        row.goal_until = goal_until
+        row.state = encode_state(run)
+        row.updated_at = self.now
+
+    def _message_row(self, message_id: str) -> Message | None:
+        row = self.book.message_rows.get(message_id)
+        if row is None:
+            row = self.session.get(Message, message_id)
+            if row is not None:
+                self.book.message_rows[message_id] = row
+        return row
 
     def _message(
         self, user: UserState, ref: MessageRef, status: str, at: datetime, reason: str | None = None
     ) -> None:
-        row = self.session.get(Message, ref.message_id)
+        row = self._message_row(ref.message_id)
         if row is None:
             row = Message(
                 message_id=ref.message_id,
@@ -296,6 +366,7 @@ class SqlEffects:
                 created_at=self.now,
             )
             self.session.add(row)
+            self.book.message_rows[ref.message_id] = row
         row.status = status
         row.reason = reason
         row.send_at = at

@@ -361,3 +361,35 @@ def test_an_engine_error_on_a_message_is_dead_lettered_and_the_run_moves_on(
         assert dead.kind == "message" and dead.ref == welcome.message_id
         run = session.scalars(select(Run)).one()
         assert run.step == "wait_until_morning"  # moved on past the send
+
+
+def test_links_in_one_batch_keep_the_first_owner(
+    db: Database, live: LiveEngine, clock: Clock
+) -> None:
+    from engine.store.schema import Identity
+
+    def link(user: str, message_id: str) -> dict[str, object]:
+        return {
+            "type": "identify",
+            "userId": user,
+            "anonymousId": "a1",
+            "traits": {},
+            "messageId": message_id,
+        }
+
+    anonymous = {
+        "type": "track",
+        "anonymousId": "a1",
+        "event": "Product Added",
+        "properties": {},
+        "messageId": "m0",
+    }
+    Ingestor(db).ingest(
+        [anonymous, link("u1", "m1"), link("u1", "m2"), link("u2", "m3")], now=clock()
+    )
+    apply_until_idle(live)
+    with db.transaction() as session:
+        assert session.scalar(select(StoredEvent.status).distinct()) == "processed"
+        assert session.get(Identity, "anon:a1").owner_key == "user:u1"  # type: ignore[union-attr]
+        assert session.scalar(select(func.count()).select_from(DeadLetter)) == 0
+        assert session.scalars(select(Run.user_key)).one() == "user:u1"

@@ -3,6 +3,7 @@ is not needed to validate or simulate)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -16,10 +17,12 @@ from engine.live.embedded import Workers
 from engine.live.engine import LiveEngine
 from engine.project import SourceTree
 from engine.settings import Settings
-from engine.store.database import Database
+from engine.store.database import DEFAULT_SQLITE_PATH, Database
 from engine.store.deployments import deploy
 
 log = logging.getLogger("journey.run")
+#: Credentials made up when none are configured, beside the embedded database.
+CREDENTIALS_FILE = DEFAULT_SQLITE_PATH.parent / "credentials.json"
 
 
 def _deploy(db: Database, journeys_dir: Path, templates: Path | None) -> bool:
@@ -47,6 +50,24 @@ def deploy_directory(journeys_dir: Path, templates: Path | None) -> int:
         db.dispose()
 
 
+def _remembered_credentials() -> dict[str, str]:
+    """The write key and admin token made up for this directory, kept across restarts
+    (mode 0600) so SDKs configured with them keep working."""
+    path = CREDENTIALS_FILE
+    try:
+        stored = json.loads(path.read_text("utf-8"))
+        if isinstance(stored, dict) and {"write_key", "admin_token"} <= stored.keys():
+            return {k: str(stored[k]) for k in ("write_key", "admin_token")}
+    except (OSError, ValueError):
+        pass
+    made = {"write_key": secrets.token_urlsafe(18), "admin_token": secrets.token_urlsafe(24)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(made, handle)
+    return made
+
+
 def run_embedded(
     journeys_dir: Path, templates: Path | None, host: str | None, port: int | None
 ) -> int:
@@ -63,11 +84,12 @@ def run_embedded(
     host = host or settings.host
     port = port if port is not None else settings.port
     made_up: list[str] = []
+    remembered = _remembered_credentials()
     if not settings.write_keys:
-        settings.write_keys = [secrets.token_urlsafe(18)]
+        settings.write_keys = [remembered["write_key"]]
         made_up.append("write key")
     if settings.admin_token is None:
-        settings.admin_token = SecretStr(secrets.token_urlsafe(24))
+        settings.admin_token = SecretStr(remembered["admin_token"])
         made_up.append("admin token")
     public_url = settings.public_url
     if "JOURNEY_PUBLIC_URL" not in os.environ:
@@ -82,7 +104,9 @@ def run_embedded(
     write_key = settings.write_keys[0]
     admin = settings.admin_token.get_secret_value()
     note = {
-        what: f"   (made up: set {env} to keep one)" if what in made_up else ""
+        what: f"   (made up, kept in {CREDENTIALS_FILE}; {env} sets your own)"
+        if what in made_up
+        else ""
         for what, env in (
             ("write key", "JOURNEY_WRITE_KEYS"),
             ("admin token", "JOURNEY_ADMIN_TOKEN"),

@@ -50,21 +50,21 @@ def free_port() -> int:
 class Engine:
     """A `journey run` process on a project directory and database."""
 
-    def __init__(self, root: Path, database_url: str) -> None:
+    def __init__(self, root: Path, database_url: str, *, keys: bool = True) -> None:
         self.root = root
         self.database_url = database_url
+        self.keys = keys
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = root / "engine.log"
 
     def start(self) -> None:
-        env = dict(
-            os.environ,
-            JOURNEY_DATABASE_URL=self.database_url,
-            JOURNEY_WRITE_KEYS=WRITE_KEY,
-            JOURNEY_ADMIN_TOKEN=ADMIN,
-        )
+        env = dict(os.environ, JOURNEY_DATABASE_URL=self.database_url)
+        env.pop("JOURNEY_WRITE_KEYS", None)
+        env.pop("JOURNEY_ADMIN_TOKEN", None)
+        if self.keys:
+            env.update(JOURNEY_WRITE_KEYS=WRITE_KEY, JOURNEY_ADMIN_TOKEN=ADMIN)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "engine.cli", "run", "journeys", "--port", str(self.port)],
@@ -224,3 +224,30 @@ def test_kill_and_restart_loses_nothing_and_sends_nothing_twice(engine: Engine) 
         )
     finally:
         db.dispose()
+
+
+def test_made_up_credentials_survive_a_restart(tmp_path: Path) -> None:
+    (tmp_path / "journeys").mkdir()
+    (tmp_path / "journeys" / "quick.yaml").write_text(textwrap.dedent(JOURNEY))
+    running = Engine(tmp_path, f"sqlite:///{tmp_path}/engine.db", keys=False)
+    printed = []
+    try:
+        for _ in range(2):
+            running.start()
+            running.stop()
+            lines = [line for line in running.log.read_text().splitlines() if "write key" in line]
+            printed.append(lines[-1].split()[2])
+    finally:
+        running.stop()
+    assert printed[0] == printed[1] and len(printed[0]) >= 20
+    credentials = tmp_path / ".data" / "credentials.json"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    reply = httpx.post  # the key works: checked against a third start
+    running.start()
+    try:
+        batch = {"batch": [{"type": "track", "userId": "u1", "event": "Started"}]}
+        assert (
+            reply(f"{running.url}/v1/batch", json=batch, auth=(printed[0], "")).status_code == 200
+        )
+    finally:
+        running.stop()

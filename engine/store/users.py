@@ -321,8 +321,8 @@ class SqlEffects:
 
     def _save_run(self, user: UserState, run: RunState, status: str) -> None:
         journey = self.catalog.journey(run.journey_id, run.version)
-        goal_until = None
-        if journey.goal is not None and run.converted_at is None:
+        goal_until = None  # a run merged away is over for good: it cannot convert either
+        if journey.goal is not None and run.converted_at is None and status != MERGED:
             goal_until = run.entered_at + journey.goal.within
         row = self.book.run_rows.get(run.run_id)
         if row is None:  # every run the processor can touch was loaded: this one is new

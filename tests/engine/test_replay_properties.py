@@ -47,12 +47,28 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
         )
     count = draw(st.integers(1, 25))
     minutes = sorted(draw(st.lists(st.integers(0, 60 * 24 * 20), min_size=count, max_size=count)))
+    # Some events come from an anonymous visitor, who may be identified as u0 at some point.
+    visitors = ["v1"] if draw(st.booleans()) else []
+    if visitors:
+        minute = draw(st.integers(0, 60 * 24 * 20))
+        lines.append(
+            {
+                "type": "identify",
+                "userId": users[0],
+                "anonymousId": "v1",
+                "traits": {"locale": "zh-CN"},
+                "timestamp": (START + timedelta(minutes=minute)).isoformat(),
+                "messageId": "link-v1",
+            }
+        )
     for n, minute in enumerate(minutes):
+        who = draw(st.sampled_from([*users, *visitors]))
+        ids = {"anonymousId": who} if who in visitors else {"userId": who}
         lines.append(
             {
                 "type": "track",
                 "event": draw(st.sampled_from(NAMES)),
-                "userId": draw(st.sampled_from(users)),
+                **ids,
                 "properties": {
                     "category": draw(st.sampled_from(["electronics", "beauty", "books"]))
                 },

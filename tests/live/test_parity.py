@@ -37,9 +37,13 @@ class Clock:
         return self.now
 
 
-def simulated() -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]:
+Outcome = tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]
+
+
+def simulated(events_file: Path = EVENTS) -> Outcome:
+    """Messages and run facts from `journey simulate` on ``events_file``."""
     trace: list[dict[str, Any]] = []
-    stream = EventFile(EVENTS)
+    stream = EventFile(events_file)
     simulation = Simulation(compile_project(ROOT / "journeys"), trace.append)
     simulation.run(stream)
     assert stream.last is not None
@@ -72,14 +76,15 @@ def simulated() -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]:
     return messages, facts
 
 
-def lived(db: Database) -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]:
-    events = list(EventFile(EVENTS))
+def lived(db: Database, events_file: Path = EVENTS) -> Outcome:
+    """The same from the live engine, fed the file's events one by one at their times."""
+    events = list(EventFile(events_file))
     clock = Clock(events[0].timestamp)
     deploy(db, SourceTree.from_directory(ROOT / "journeys"), now=clock())
     live = LiveEngine(db, clock=clock)
     ingest = Ingestor(db)
     raw: dict[str, Any] = {}  # the payloads as sent, by messageId (the first one wins)
-    for line in EVENTS.read_bytes().splitlines():
+    for line in events_file.read_bytes().splitlines():
         item = orjson.loads(line)
         raw.setdefault(item.get("messageId"), item)
 

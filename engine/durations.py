@@ -31,18 +31,6 @@ def parse_duration(text: object) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def format_duration(delta: timedelta) -> str:
-    """The shortest journey-file spelling of a positive timedelta (``90m`` -> ``1h30m``)."""
-    seconds = int(delta.total_seconds())
-    parts = []
-    for unit in ("w", "d", "h", "m", "s"):
-        size = _UNIT_SECONDS[unit]
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts) or "0s"
-
-
 def parse_time_of_day(text: object) -> time:
     """Parse ``HH:MM`` (or ``HH:MM:SS``), 24-hour clock."""
     if not isinstance(text, str) or not _TIME_OF_DAY.fullmatch(text.strip()):

@@ -32,7 +32,6 @@ def _utc(value: datetime) -> datetime:
 
 
 Id = Annotated[str, Field(min_length=1, max_length=512)]
-Timestamp = datetime
 
 
 class _Message(BaseModel):
@@ -42,7 +41,7 @@ class _Message(BaseModel):
     userId: Id | None = None
     anonymousId: Id | None = None
     messageId: Id | None = None
-    timestamp: Timestamp | None = None
+    timestamp: datetime | None = None
     context: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

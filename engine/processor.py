@@ -192,6 +192,8 @@ class Processor:
         self, user: UserState, run_id: str, result: DeliveryResult, now: datetime
     ) -> None:
         """A dispatched message of ``run_id`` ended as ``result``."""
+        if result.outcome != "sent":
+            user.sent.pop(result.message_id, None)  # only messages sent keep their cap slot
         run = user.runs.get(run_id)
         if run is not None:
             journey = self.catalog.journey(run.journey_id, run.version)
@@ -258,6 +260,10 @@ class Processor:
             elif isinstance(command, CancelTimer):
                 effects.timer_cancelled(user, command.timer_id)
             elif isinstance(command, Dispatch):
+                # The cap slot is taken now, so later sends see it before it is delivered.
+                user.sent[command.message.message_id] = SentMessage(
+                    command.message.channel, command.at
+                )
                 result = effects.dispatch(user, journey, run, command)
                 if result is not None:
                     results.append(result)

@@ -115,12 +115,6 @@ class Project:
     templates: TemplateStore
     by_event: Mapping[str, tuple[CompiledJourney, ...]] = field(default_factory=dict)
     version: str = ""
-    sources: SourceTree | None = None
-
-    @property
-    def ordered(self) -> tuple[CompiledJourney, ...]:
-        """Journeys in ``id`` order, the order triggers are tried in."""
-        return tuple(self.journeys[k] for k in sorted(self.journeys))
 
 
 def default_templates_dir(journeys_dir: Path) -> Path:
@@ -232,7 +226,6 @@ def compile_sources(tree: SourceTree) -> Project:
         templates=store,
         by_event=MappingProxyType({k: tuple(v) for k, v in by_event.items()}),
         version=tree.digest(),
-        sources=tree,
     )
 
 

@@ -22,7 +22,6 @@ from engine.events import Event
 from engine.graph import CompiledJourney
 from engine.identity import IdentityMap
 from engine.messages import DEFAULT_PUBLIC_URL, address_of, render_message
-from engine.policies import SentMessage
 from engine.processor import Processor, UserState
 from engine.project import Project
 from engine.runs import (
@@ -169,12 +168,10 @@ class Simulation:
         try:
             content = render_message(journey, ref, run, user.profile, command.at, self.public_url)
         except RenderError as exc:
-            user.sent.pop(ref.message_id, None)
             self.message_line(
                 user, ref.journey_id, ref.step, ref.channel, "failed", str(exc), None, command.at
             )
             return DeliveryResult(ref.message_id, "failed")
-        user.sent[ref.message_id] = SentMessage(ref.channel, command.at)
         self.message_line(
             user, ref.journey_id, ref.step, ref.channel, "sent", None, content, command.at
         )

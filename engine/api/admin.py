@@ -19,9 +19,8 @@ from engine.durations import iso_z
 from engine.identity import anonymous_key, display_id, user_key
 from engine.settings import Settings
 from engine.store.database import Database
-from engine.store.schema import Deployment, Identity, JourneyVersion, Message, Profile, Run
-
-MAX_ALIAS_HOPS = 16
+from engine.store.schema import Deployment, JourneyVersion, Message, Profile, Run
+from engine.store.users import owner_of
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -35,18 +34,6 @@ def bearer_token(header: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
-
-
-def owner_of(session: Session, key: str) -> str:
-    """Follow ``identities.alias_key -> owner_key`` to the key that owns ``key`` now."""
-    seen = {key}
-    for _ in range(MAX_ALIAS_HOPS):
-        link = session.get(Identity, key)
-        if link is None or link.owner_key in seen:  # unlinked, or a (broken) cycle
-            return key
-        key = link.owner_key
-        seen.add(key)
-    return key
 
 
 def has_data(session: Session, key: str) -> bool:

@@ -34,8 +34,8 @@ from engine.runs import (
 )
 from engine.store.database import Database
 from engine.store.deployments import DeployedCatalog
-from engine.store.schema import DeadLetter, Identity, Message, Profile, Run, StoredEvent, Timer
-from engine.store.users import SqlEffects, SqlUserBook, cap_horizon, run_from_row
+from engine.store.schema import DeadLetter, Message, Profile, Run, StoredEvent, Timer
+from engine.store.users import SqlEffects, SqlUserBook, cap_horizon, owner_of, run_from_row
 
 log = logging.getLogger("journey.engine")
 Clock = Callable[[], datetime]
@@ -78,7 +78,6 @@ class Work:
     timers: int = 0
     messages: int = 0
     dead: int = 0
-    woke_dispatch: bool = False
 
     @property
     def any(self) -> bool:
@@ -350,7 +349,6 @@ class LiveEngine:
                 now = self.clock()
                 processor, book, _ = self._processor(session, now)
                 user = book.get(book.owner(message.user_key))
-                user.sent.pop(message_id, None)
                 processor.delivered(user, message.run_id, DeliveryResult(message_id, "failed"), now)
                 book.flush()
         # The failure may be in the run itself; then it waits for a replay of the dead letter.
@@ -366,8 +364,7 @@ class LiveEngine:
         if run_row is None:
             return Delivery(problem="its run is gone")
         run = run_from_row(run_row)
-        owner = session.get(Identity, message.user_key)
-        profile_row = session.get(Profile, owner.owner_key if owner else message.user_key)
+        profile_row = session.get(Profile, owner_of(session, message.user_key))
         profile = dict(profile_row.traits) if profile_row else {}
         journey = self.catalog.journey(run.journey_id, run.version)
         ref = MessageRef(
@@ -429,8 +426,6 @@ class LiveEngine:
             message.provider_message_id = receipt.provider_message_id
             outcome = DeliveryResult(message_id, "sent")
         user = book.get(book.owner(message.user_key))
-        if message.status != "sent":
-            user.sent.pop(message_id, None)
         processor.delivered(user, message.run_id, outcome, now)
 
 

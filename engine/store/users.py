@@ -45,6 +45,7 @@ log = logging.getLogger("journey.store")
 
 #: Message statuses that hold a frequency-cap slot.
 COUNTING = ("scheduled", "pending", "sending", "sent")
+MAX_ALIAS_HOPS = 16
 #: Users loaded per query: well under every backend's limit on bound parameters.
 PREFETCH_CHUNK = 500
 MERGED = "merged"
@@ -59,6 +60,19 @@ def next_seq() -> int:
         value = max(time.time_ns(), _seq_state["last"] + 1)
         _seq_state["last"] = value
         return value
+
+
+def owner_of(session: Session, key: str) -> str:
+    """The key that owns ``key`` now. Links are kept one hop deep (``link`` re-points
+    earlier links), but a chain is still followed, and a broken cycle stops it."""
+    seen = {key}
+    for _ in range(MAX_ALIAS_HOPS):
+        link = session.get(Identity, key)
+        if link is None or link.owner_key in seen:
+            return key
+        key = link.owner_key
+        seen.add(key)
+    return key
 
 
 def run_from_row(row: Run) -> RunState:
@@ -258,14 +272,11 @@ class SqlEffects:
         self.now = now
         self.book = book
         self.new_timers: dict[str, Timer] = {}
-        self.dispatched = 0
-        self.timers_set = 0
 
     def fact(self, user: UserState, kind: str, fact: RunFact) -> None:
         log.info("run %s of %s %s", fact.run_id, fact.journey_id, kind)
 
     def timer_set(self, user: UserState, command: ScheduleTimer) -> None:
-        self.timers_set += 1
         # Timer ids are unique per (run, step, visit): a timer set now is a new row.
         timer = Timer(
             timer_id=command.timer_id,
@@ -300,7 +311,6 @@ class SqlEffects:
     def dispatch(
         self, user: UserState, journey: CompiledJourney, run: RunState, command: Dispatch
     ) -> DeliveryResult | None:
-        self.dispatched += 1
         self._message(user, command.message, "pending", command.at)
         return None  # the dispatcher delivers it and feeds the result back
 

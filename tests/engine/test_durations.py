@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.durations import format_duration, next_local_time, parse_duration, parse_time_of_day
+from engine.durations import next_local_time, parse_duration, parse_time_of_day
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -45,21 +45,6 @@ def test_parse_duration_error_quotes_the_input() -> None:
 def test_zero_duration_error_says_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         parse_duration("0s")
-
-
-@pytest.mark.parametrize(
-    ("delta", "text"),
-    [
-        (timedelta(minutes=90), "1h30m"),
-        (timedelta(days=7), "1w"),
-        (timedelta(days=8), "1w1d"),
-        (timedelta(minutes=45), "45m"),
-        (timedelta(days=1, seconds=1), "1d1s"),
-    ],
-)
-def test_format_duration_is_shortest_spelling(delta: timedelta, text: str) -> None:
-    assert format_duration(delta) == text
-    assert parse_duration(text) == delta
 
 
 @pytest.mark.parametrize(

@@ -393,3 +393,32 @@ def test_links_in_one_batch_keep_the_first_owner(
         assert session.get(Identity, "anon:a1").owner_key == "user:u1"  # type: ignore[union-attr]
         assert session.scalar(select(func.count()).select_from(DeadLetter)) == 0
         assert session.scalars(select(Run.user_key)).one() == "user:u1"
+
+
+TWIN = """
+id: {id}
+name: {id}
+trigger: {{event: Go}}
+start: say
+steps:
+  say:
+    send: {{channel: sms, content: {{text: "{id}"}}}}
+    next: end
+"""
+
+
+def test_a_frequency_cap_holds_between_sends_of_one_batch(
+    db: Database, clock: Clock, tmp_path: Path
+) -> None:
+    (tmp_path / "journeys").mkdir()
+    for name in ("first", "second"):
+        (tmp_path / "journeys" / f"{name}.yaml").write_text(TWIN.format(id=name))
+    (tmp_path / "journeys" / "policies.yaml").write_text(
+        "frequency_caps:\n  - {channel: sms, limit: 1, per: 1d}\n"
+    )
+    deploy(db, SourceTree.from_directory(tmp_path / "journeys"), now=clock())
+    live = LiveEngine(db, clock=clock)
+    Ingestor(db).ingest([identify("u1", phone="+1"), track("u1", "Go", "m1")], now=clock())
+    apply_until_idle(live)  # one event starts both journeys in the same batch
+    outcome = sorted((m.journey_id, m.status, m.reason) for m in messages(db))
+    assert outcome == [("first", "sent", None), ("second", "suppressed", "frequency_cap")]

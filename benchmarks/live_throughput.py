@@ -91,14 +91,14 @@ def main() -> None:
             ingest.ingest(items[i : i + 100], now=clock())
         ingest_s = time.perf_counter() - started
 
-        engine = LiveEngine(db, clock=clock, batch_size=500)
+        engine = LiveEngine(db, clock=clock)
         started = time.perf_counter()
-        while engine.consume()[0]:
+        while (work := engine.apply()).any or work.more:
             pass
         apply_s = time.perf_counter() - started
         clock.now += timedelta(hours=1)  # the first waits come due
         started = time.perf_counter()
-        while any(engine.run_once().__dict__.values()):
+        while (work := engine.run_once()).any or work.more:
             pass
         timers_s = time.perf_counter() - started
         with db.transaction() as session:
@@ -113,6 +113,8 @@ def main() -> None:
                         "type",
                         "user_id",
                         "anonymous_id",
+                        "user_key",
+                        "partition",
                         "timestamp",
                         "received_at",
                         "payload",

@@ -8,9 +8,11 @@ import logging
 import os
 import secrets
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import SecretStr
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import CompileError
 from engine.live.embedded import Workers
@@ -33,6 +35,9 @@ def _deploy(db: Database, journeys_dir: Path, templates: Path | None) -> bool:
         result = deploy(db, SourceTree.from_directory(journeys_dir, templates))
     except CompileError as exc:
         exc.report(sys.stderr)
+        return False
+    except (OSError, SQLAlchemyError) as exc:
+        print(f"deploy failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return False
     state = "already running" if result.unchanged else "deployed"
     ids = ", ".join(f"{journey}@{version[:8]}" for journey, version in result.journeys)
@@ -97,7 +102,12 @@ def run_embedded(
     db = Database(settings.database_url)
     if not _deploy(db, journeys_dir, templates):
         return 1
-    engine = LiveEngine(db, public_url=public_url)
+    engine = LiveEngine(
+        db,
+        public_url=public_url,
+        send_timeout=settings.send_timeout,
+        claim_lease=timedelta(seconds=settings.send_lease),
+    )
     workers = Workers(engine)
     app = create_app(db, settings, on_ingest=workers.wake)
     url = f"http://{host}:{port}"

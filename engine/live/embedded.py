@@ -1,9 +1,11 @@
-"""``journey run``: the API, the engine and the dispatcher in one process, no servers needed.
+"""``journey run``'s executor: the engine's services on background threads of this process.
 
-Two background threads carry out the work: the engine thread fires timers and
-applies events, the dispatcher thread delivers the outbox. Each sleeps until its
-next due time (at most a second, so work written by another process is seen
-promptly) or until woken: new events wake both at once.
+One thread applies inputs (``InputService``), one delivers the outbox (``OutboxService``).
+Each runs rounds back to back while there is work, then sleeps until its next due time
+(at most a second, so work stored or claims lapsed in another process are seen promptly)
+or until woken: new events wake the input thread; applied inputs wake the dispatcher.
+Other processes on the same database run the same threads; the services' claims keep
+them apart, so any number of ``journey run`` may share one PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from engine.live.engine import LiveEngine
+from engine.services.work import is_passing
 
 log = logging.getLogger("journey.run")
 MAX_SLEEP = 1.0
 MIN_SLEEP = 0.01
+#: After a failed round: passing database trouble is retried quickly, anything else slower.
+RETRY_PASSING = 0.2
 
 
 def _sleep_for(due: datetime | None, now: datetime) -> float:
@@ -33,20 +38,20 @@ class Workers:
 
     engine: LiveEngine
     stop_event: threading.Event = field(default_factory=threading.Event)
-    wake_engine: threading.Event = field(default_factory=threading.Event)
+    wake_inputs: threading.Event = field(default_factory=threading.Event)
     wake_dispatch: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
     def wake(self) -> None:
         """New events were stored."""
-        self.wake_engine.set()
+        self.wake_inputs.set()
 
     def start(self) -> None:
         self.threads = [
             threading.Thread(
                 target=self._loop,
-                args=(self._engine_round, self.wake_engine),
-                name="journey-engine",
+                args=(self._input_round, self.wake_inputs),
+                name="journey-inputs",
                 daemon=True,
             ),
             threading.Thread(
@@ -61,23 +66,22 @@ class Workers:
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()
-        self.wake_engine.set()
+        self.wake_inputs.set()
         self.wake_dispatch.set()
         for thread in self.threads:
             thread.join(timeout)
 
-    def _engine_round(self) -> tuple[bool, datetime | None]:
-        fired, _ = self.engine.fire_timers()
-        applied, _ = self.engine.consume()
-        if fired or applied:
+    def _input_round(self) -> tuple[bool, datetime | None]:
+        work = self.engine.apply()
+        if work.any:
             self.wake_dispatch.set()
-        return bool(fired or applied), self.engine.next_timer()
+        return work.any or work.more, self.engine.next_timer()
 
     def _dispatch_round(self) -> tuple[bool, datetime | None]:
-        delivered, _ = self.engine.dispatch()
-        if delivered:
-            self.wake_engine.set()  # delivery results may have set new timers
-        return bool(delivered), self.engine.next_message()
+        work = self.engine.dispatch()
+        if work.any:
+            self.wake_inputs.set()  # delivery results may have set new timers
+        return work.any or work.more, self.engine.next_message()
 
     def _loop(
         self, round_: Callable[[], tuple[bool, datetime | None]], wake: threading.Event
@@ -86,10 +90,15 @@ class Workers:
             try:
                 busy, due = round_()
             # The loop must outlive any one failure (a lost connection, a locked database);
-            # the failed work stays in the database and is retried next round.
-            except Exception:
-                log.exception("round failed; retrying in %.0f s", MAX_SLEEP)
-                busy, due = False, None
+            # the failed work stays in the database and is retried.
+            except Exception as exc:
+                if is_passing(exc):
+                    log.warning("round failed (%s); retrying", type(exc).__name__)
+                    self.stop_event.wait(RETRY_PASSING)
+                else:
+                    log.exception("round failed; retrying in %.0f s", MAX_SLEEP)
+                    self.stop_event.wait(MAX_SLEEP)
+                continue
             if busy:
                 continue
             wake.wait(_sleep_for(due, self.engine.clock()))

@@ -1,9 +1,11 @@
 """Deploying journey directories, and the catalog of deployed versions.
 
 ``deploy`` compiles a directory and stores it as a new deployment atomically:
-all of it, or nothing. Runs keep the journey version they entered with;
-:class:`DeployedCatalog` compiles any stored version on demand and notices a
-newer deployment on its next ``refresh`` (a running engine needs no restart).
+all of it, or nothing. Deploys are serialised in the database (an advisory lock on
+PostgreSQL, the single writer on SQLite), so any number may run at once, from any number
+of processes: the same files deployed twice store one deployment. Runs keep the journey
+version they entered with; :class:`DeployedCatalog` compiles any stored version on
+demand and notices a newer deployment on its next ``refresh`` (no restart needed).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from engine.errors import EngineError
@@ -23,6 +25,8 @@ from engine.store.database import Database
 from engine.store.schema import Deployment, JourneyVersion
 
 log = logging.getLogger("journey.deploy")
+# Key of the PostgreSQL advisory lock held while deploying (any constant bigint will do).
+DEPLOY_LOCK_KEY = 0x6A6F75726E6570  # "journep"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ def deploy(db: Database, tree: SourceTree, now: datetime | None = None) -> Deplo
     now = now or datetime.now(UTC)
     journeys = tuple(sorted((j.id, j.version) for j in project.journeys.values()))
     with db.transaction() as session:
+        if not db.is_sqlite:
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DEPLOY_LOCK_KEY})
         latest = session.scalars(select(Deployment).order_by(Deployment.id.desc()).limit(1)).first()
         if latest is not None and latest.version == project.version:
             return DeployResult(latest.id, latest.version, journeys, unchanged=True)
@@ -69,14 +75,18 @@ def deploy(db: Database, tree: SourceTree, now: datetime | None = None) -> Deplo
 
 
 class DeployedCatalog:
-    """The processor's Catalog over the deployments table (thread-safe)."""
+    """The processor's Catalog over the deployments table (thread-safe).
 
-    def __init__(self) -> None:
+    ``refresh`` reads the newest deployment in the caller's transaction; a version that
+    is not compiled yet is loaded in a short session of the catalog's own.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
         self._lock = threading.Lock()
         self._projects: dict[int, Project] = {}
         self._current_id: int | None = None
         self._versions: dict[tuple[str, str], CompiledJourney] = {}
-        self._session: Session | None = None
 
     def refresh(self, session: Session) -> bool:
         """Load the newest deployment if it changed; True when it did."""
@@ -84,7 +94,6 @@ class DeployedCatalog:
         if latest is None:
             raise EngineError("nothing is deployed: run `journey deploy DIR` first")
         with self._lock:
-            self._session = session
             if latest == self._current_id:
                 return False
             project = self._project(session, latest)
@@ -105,10 +114,7 @@ class DeployedCatalog:
         found = self._versions.get((journey_id, version))
         if found is not None:
             return found
-        with self._lock:
-            session = self._session
-            if session is None:
-                raise EngineError("the catalog was not refreshed")
+        with self._lock, self.db.sessions() as session:
             row = session.get(JourneyVersion, (journey_id, version))
             if row is None:
                 raise EngineError(f"journey {journey_id!r} version {version!r} was never deployed")

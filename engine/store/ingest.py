@@ -26,6 +26,7 @@ from engine.durations import iso_z
 from engine.errors import EngineError, InvalidMessage
 from engine.events import Event, parse_message
 from engine.store.database import Database
+from engine.store.partitions import partition_of, routing_key
 from engine.store.schema import StoredEvent
 
 log = logging.getLogger("journey.ingest")
@@ -89,11 +90,14 @@ def _json_size(item: Any) -> int:
 
 
 def _row(event: Event, payload: dict[str, Any], received_at: datetime) -> dict[str, Any]:
+    key = routing_key(event.user_id, event.anonymous_id)
     return {
         "message_id": event.message_id,
         "type": event.type,
         "user_id": event.user_id,
         "anonymous_id": event.anonymous_id,
+        "user_key": key,
+        "partition": partition_of(key),
         "timestamp": event.timestamp,
         "received_at": received_at,
         "payload": payload,
@@ -102,7 +106,7 @@ def _row(event: Event, payload: dict[str, Any], received_at: datetime) -> dict[s
 
 
 def _rows_per_statement(dialect: str) -> int:
-    columns = 8
+    columns = 10
     if dialect == "sqlite":
         # SQLITE_MAX_VARIABLE_NUMBER: 999 before SQLite 3.32, 32766 since.
         version = tuple(int(part) for part in sqlite3.sqlite_version.split(".")[:2])

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -72,6 +73,9 @@ class Profile(Base):
     traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The time of the latest input (event, timer, delivery result) applied to this user: a
+    # later input is never applied before it, so the user's timeline only moves forward.
+    input_at: Mapped[datetime | None]
 
 
 class Identity(Base):
@@ -83,8 +87,24 @@ class Identity(Base):
     linked_at: Mapped[datetime]
 
 
+class Partition(Base):
+    """One of a fixed number of partitions of users (``engine.store.partitions``).
+
+    A worker locks partition rows (``FOR UPDATE SKIP LOCKED``) to claim the pending events
+    and due timers of the users in them: one claim, one worker, no one else meanwhile.
+    """
+
+    __tablename__ = "partitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+
 class StoredEvent(Base):
-    """An accepted Segment message. ``seq`` is the order it is applied in."""
+    """An accepted Segment message, pending until the engine applies it.
+
+    ``user_key`` is the key the event is routed by (its userId's, else its anonymousId's)
+    and ``partition`` that key's partition. A user's events apply in ``received_at`` order
+    (``seq`` among equal times).
+    """
 
     __tablename__ = "events"
     seq: Mapped[int] = mapped_column(SeqId, primary_key=True, autoincrement=True)
@@ -97,8 +117,21 @@ class StoredEvent(Base):
     payload: Mapped[dict[str, Any]]  # the message as received
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|processed|failed
     processed_at: Mapped[datetime | None]
+    user_key: Mapped[str] = mapped_column(String(ID))
+    partition: Mapped[int] = mapped_column(Integer)
 
-    __table_args__ = (Index("ix_events_status_seq", "status", "seq"),)
+    __table_args__ = (
+        # Only pending events are looked up by partition: a small index, whatever the history.
+        Index(
+            "ix_events_pending",
+            "partition",
+            "user_key",
+            "received_at",
+            "seq",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
 
 
 class Deployment(Base):
@@ -164,15 +197,20 @@ class Timer(Base):
     run_id: Mapped[str] = mapped_column(String(64))
     user_key: Mapped[str] = mapped_column(String(ID), index=True)
     due_at: Mapped[datetime]
+    partition: Mapped[int] = mapped_column(Integer)  # the user's: moves with the timer on a merge
 
-    __table_args__ = (Index("ix_timers_due_at_seq", "due_at", "seq"),)
+    __table_args__ = (
+        Index("ix_timers_due_at_seq", "due_at", "seq"),
+        Index("ix_timers_partition_due_at", "partition", "due_at"),
+    )
 
 
 class Message(Base):
     """One message attempt: the outbox row, its delivery record and its cap slot.
 
     status: ``scheduled`` (deferred by quiet hours), ``pending`` (to dispatch),
-    ``sending`` (claimed by a dispatcher), ``sent``, ``failed``, ``suppressed``,
+    ``sending`` (claimed by the dispatcher holding ``claimed_by`` until ``claimed_until``,
+    a lease renewed while it sends), ``sent``, ``failed``, ``suppressed``,
     ``cancelled``. Scheduled, pending, sending and sent count toward caps at ``send_at``.
     """
 
@@ -190,10 +228,11 @@ class Message(Base):
     content: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     provider: Mapped[str | None] = mapped_column(String(64))
     provider_message_id: Mapped[str | None] = mapped_column(String(256))
-    tries: Mapped[int] = mapped_column(default=0)
+    tries: Mapped[int] = mapped_column(default=0)  # claims so far: deliveries attempted
     claimed_until: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))  # the dispatcher's claim token
 
     __table_args__ = (
         Index("ix_messages_user_key_send_at", "user_key", "send_at"),

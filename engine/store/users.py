@@ -1,9 +1,15 @@
 """Users, runs, timers and messages in the database, as the processor sees them.
 
 :class:`SqlUserBook` loads a user's state (profile, runs still able to change,
-entry history, messages counting toward caps) inside the caller's transaction,
-locking the user's profile row so one user's inputs are never applied
-concurrently, and writes it back on :meth:`SqlUserBook.flush`.
+entry history, messages counting toward caps) inside the caller's transaction and
+writes it back on :meth:`SqlUserBook.flush`. It first locks the user's profile row:
+a profile row is its user's mutex, so one user's inputs are never applied by two
+workers at once, whichever partition, dispatcher or process they come from.
+
+Locking follows one rule: lock the owner, then look again. An id's owner can change
+only by a link that holds the owner's lock, so once the lock is held and the identity
+map read afresh says the same owner, it stays so until the transaction ends.
+
 :class:`SqlEffects` turns the runtime's commands into rows: timers, outbox
 messages and run states, in the same transaction as the new state.
 """
@@ -13,11 +19,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -39,6 +45,7 @@ from engine.runs import (
     Suppressed,
 )
 from engine.store.codec import decode_state, encode_state
+from engine.store.partitions import partition_of
 from engine.store.schema import Entry, Identity, Message, Profile, Run, Timer
 
 log = logging.getLogger("journey.store")
@@ -75,6 +82,23 @@ def owner_of(session: Session, key: str) -> str:
     return key
 
 
+def owners_of(session: Session, keys: Iterable[str]) -> dict[str, str]:
+    """``owner_of`` for many keys: one query for the usual one-hop links."""
+    keys = sorted(set(keys))
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), PREFETCH_CHUNK):
+        chunk = keys[start : start + PREFETCH_CHUNK]
+        rows = session.execute(
+            select(Identity.alias_key, Identity.owner_key).where(Identity.alias_key.in_(chunk))
+        )
+        found.update((alias, owner) for alias, owner in rows)
+    owners = {key: found.get(key, key) for key in keys}
+    for key, owner in owners.items():
+        if owner != key:  # a chain a link did not re-point (never made here, but followed)
+            owners[key] = owner_of(session, owner)
+    return owners
+
+
 def run_from_row(row: Run) -> RunState:
     return decode_state(
         run_id=row.run_id,
@@ -106,14 +130,17 @@ class SqlUserBook:
         self.entry_rows: dict[tuple[str, str], Entry] = {}
         self.run_rows: dict[str, Run] = {}
         self.message_rows: dict[str, Message] = {}
+        self.locked: set[str] = set()
+        # The latest input time applied to each loaded user (``Profile.input_at``).
+        self.input_at: dict[str, datetime | None] = {}
         self.postgres = session.get_bind().dialect.name == "postgresql"
 
     # -- UserBook --
 
     def owner(self, key: str) -> str:
-        """The key that owns ``key`` now."""
+        """The key that owns ``key`` now (its owner is locked and loaded)."""
         if key not in self.owners:
-            self._resolve_owners([key])
+            self.prefetch([key])
         return self.owners[key]
 
     def resolve(self, user_id: str | None, anonymous_id: str | None) -> str:
@@ -128,10 +155,14 @@ class SqlUserBook:
         return self.users[key]
 
     def link(self, source: str, target: str, now: datetime) -> str | None:
+        self.prefetch([source, target])  # both users locked before the map changes
         owner = self.owner(target)
         if source == owner or self.owner(source) != source:
             return None  # the same user, or already linked: the first link wins
-        self.session.add(Identity(alias_key=source, owner_key=owner, linked_at=now))
+        # Written at once (not at flush), so later lookups in this transaction see it.
+        self.session.execute(
+            insert(Identity).values(alias_key=source, owner_key=owner, linked_at=now)
+        )
         self.session.execute(
             update(Identity).where(Identity.owner_key == source).values(owner_key=owner)
         )
@@ -146,37 +177,86 @@ class SqlUserBook:
             return None
         user = self.get(key)
         del self.users[key]
-        self.merged[key] = self.owners.get(key, key)
+        owner = self.merged[key] = self.owners.get(key, key)
+        gone_at = self.input_at.pop(key, None)
+        if gone_at is not None:
+            self.applied([owner], gone_at)
         return user
+
+    # -- the users' clocks --
+
+    def input_time(self, keys: Iterable[str], at: datetime) -> datetime:
+        """When an input at ``at`` for ``keys`` applies: never before an input already
+        applied to one of their owners (a late commit or another worker's input)."""
+        moments = [at]
+        for key in keys:
+            owner = self.owner(key)
+            self.get(owner)
+            applied = self.input_at.get(owner)
+            if applied is not None:
+                moments.append(applied)
+        return max(moments)
+
+    def applied(self, keys: Iterable[str], at: datetime) -> None:
+        """Inputs up to ``at`` have been applied to the owners of ``keys``."""
+        for key in keys:
+            owner = self.owner(key)
+            if owner in self.users:
+                current = self.input_at.get(owner)
+                self.input_at[owner] = at if current is None else max(current, at)
 
     # -- loading and saving --
 
     def prefetch(self, keys: Iterable[str]) -> None:
-        """Load (and lock) the owners of ``keys`` at once: a batch's users in a few queries."""
-        keys = list(keys)
-        self._resolve_owners(keys)
-        wanted = sorted({self.owners[k] for k in keys} - set(self.users))
-        for start in range(0, len(wanted), PREFETCH_CHUNK):
-            chunk = wanted[start : start + PREFETCH_CHUNK]
-            with self.session.no_autoflush:
-                self._lock(chunk)
-                self._load(chunk)
+        """Lock and load the owners of ``keys``: a batch's users in a few queries.
 
-    def _resolve_owners(self, keys: Iterable[str]) -> None:
-        unknown = sorted({k for k in keys if k not in self.owners})
-        for start in range(0, len(unknown), PREFETCH_CHUNK):
-            chunk = unknown[start : start + PREFETCH_CHUNK]
+        Owners of keys not seen yet are read, locked in key order, then read again; an
+        owner that changed meanwhile (a merge committed between the reads) is locked in
+        turn, until the map holds still. Only then are the users loaded. Keys seen before
+        keep the owner they have: it was settled under a lock, or by a link made here.
+        """
+        keys = set(keys)
+        new = sorted(k for k in keys if k not in self.owners)
+        guess = self._links(new)
+        settled = {k: guess.get(k, k) for k in new}
+        wanted = {*settled.values(), *(self.owners[k] for k in keys if k in self.owners)}
+        wanted -= self.locked
+        while wanted:
+            ordered = sorted(wanted)
+            for start in range(0, len(ordered), PREFETCH_CHUNK):
+                self._lock(ordered[start : start + PREFETCH_CHUNK])
+            self.locked.update(wanted)
+            fresh = self._links(sorted({*new, *wanted}))
+            settled = {k: fresh.get(k, k) for k in new}
+            # A key locked as an owner that a merge had just made an alias: locking made
+            # its profile row again, and the merge had moved everything of it away.
+            stale = sorted(k for k in wanted if k in fresh and k not in self.users)
+            if stale:
+                self.session.execute(delete(Profile).where(Profile.user_key.in_(stale)))
+            for key in stale:
+                settled[key] = fresh[key]
+            wanted = set(settled.values()) - self.locked
+        self.owners.update(settled)
+        load = sorted({self.owners[k] for k in keys} - set(self.users))
+        for start in range(0, len(load), PREFETCH_CHUNK):
+            with self.session.no_autoflush:
+                self._load(load[start : start + PREFETCH_CHUNK])
+
+    def _links(self, keys: Sequence[str]) -> dict[str, str]:
+        """The identity map's entries for ``keys`` (alias -> owner), as stored now."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), PREFETCH_CHUNK):
+            chunk = keys[start : start + PREFETCH_CHUNK]
             rows = self.session.execute(
                 select(Identity.alias_key, Identity.owner_key).where(Identity.alias_key.in_(chunk))
             )
-            found = {alias: owner for alias, owner in rows}
-            for key in chunk:
-                self.owners[key] = found.get(key, key)
+            found.update((alias, owner) for alias, owner in rows)
+        return found
 
     def _lock(self, keys: list[str]) -> None:
         """Make sure the profile rows exist, and lock them: a profile row is its user's mutex.
 
-        Rows are locked in key order, so two engines locking overlapping batches cannot
+        Rows are locked in key order, so two workers locking overlapping sets cannot
         deadlock. (SQLite needs no row locks: BEGIN IMMEDIATE serializes writers.)
         """
         values = [
@@ -206,6 +286,7 @@ class SqlUserBook:
         for key in keys:
             self.profile_rows[key] = profiles[key]
             self.loaded_traits[key] = dict(profiles[key].traits or {})
+            self.input_at[key] = profiles[key].input_at
         runs = session.scalars(
             select(Run)
             .where(Run.user_key.in_(keys), or_(Run.status == ACTIVE, Run.goal_until >= self.now))
@@ -238,9 +319,11 @@ class SqlUserBook:
         """Write what changed for every loaded user, and move what merged users left behind."""
         session = self.session
         for key, user in self.users.items():
+            row = self.profile_rows[key]
             if user.profile != self.loaded_traits[key]:
-                row = self.profile_rows[key]
                 row.traits, row.updated_at = dict(user.profile), self.now
+            if self.input_at.get(key) != row.input_at:
+                row.input_at = self.input_at.get(key)
             for journey_id, history in user.entries.items():
                 assert history.last_entered_at is not None
                 entry = self.entry_rows.get((key, journey_id))
@@ -251,7 +334,12 @@ class SqlUserBook:
                 entry.count, entry.last_entered_at = history.count, history.last_entered_at
         session.flush()
         for gone, owner in self.merged.items():
-            for table in (Timer, Message, Run):
+            session.execute(
+                update(Timer)
+                .where(Timer.user_key == gone)
+                .values(user_key=owner, partition=partition_of(owner))
+            )
+            for table in (Message, Run):
                 session.execute(update(table).where(table.user_key == gone).values(user_key=owner))
             session.execute(delete(Entry).where(Entry.user_key == gone))
             session.execute(delete(Profile).where(Profile.user_key == gone))
@@ -272,6 +360,10 @@ class SqlEffects:
         self.now = now
         self.book = book
         self.new_timers: dict[str, Timer] = {}
+        self.cancelled: set[str] = set()  # timer ids cancelled in this transaction
+        #: Called with (user key, timer) for every timer set: a batch that must not run
+        #: past a timer it has just set learns of it here.
+        self.timer_watchers: list[Callable[[str, Timer], None]] = []
 
     def fact(self, user: UserState, kind: str, fact: RunFact) -> None:
         log.info("run %s of %s %s", fact.run_id, fact.journey_id, kind)
@@ -283,12 +375,16 @@ class SqlEffects:
             seq=next_seq(),
             run_id=command.run_id,
             user_key=user.key,
+            partition=partition_of(user.key),
             due_at=command.due_at,
         )
         self.session.add(timer)
         self.new_timers[command.timer_id] = timer
+        for watch in self.timer_watchers:
+            watch(user.key, timer)
 
     def timer_cancelled(self, user: UserState, timer_id: str) -> None:
+        self.cancelled.add(timer_id)
         timer = self.new_timers.pop(timer_id, None)
         if timer is not None and timer in self.session.new:
             self.session.expunge(timer)  # set and cancelled in this same transaction

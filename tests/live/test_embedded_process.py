@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -21,9 +16,8 @@ from sqlalchemy import func, select
 
 from engine.store.database import Database
 from engine.store.schema import DeadLetter, Message, StoredEvent, Timer
+from tests.live.processes import WRITE_KEY, EngineProcess, wait_for
 
-WRITE_KEY = "test-write-key"
-ADMIN = "test-admin-token"
 JOURNEY = """
 id: quick
 name: Quick follow-up
@@ -41,90 +35,17 @@ steps:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Engine:
-    """A `journey run` process on a project directory and database."""
-
-    def __init__(self, root: Path, database_url: str, *, keys: bool = True) -> None:
-        self.root = root
-        self.database_url = database_url
-        self.keys = keys
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log = root / "engine.log"
-
-    def start(self) -> None:
-        env = dict(os.environ, JOURNEY_DATABASE_URL=self.database_url)
-        env.pop("JOURNEY_WRITE_KEYS", None)
-        env.pop("JOURNEY_ADMIN_TOKEN", None)
-        if self.keys:
-            env.update(JOURNEY_WRITE_KEYS=WRITE_KEY, JOURNEY_ADMIN_TOKEN=ADMIN)
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "engine.cli", "run", "journeys", "--port", str(self.port)],
-                cwd=self.root,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise AssertionError(f"journey run did not come up: {self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def user(self, user_id: str) -> dict[str, Any]:
-        reply = httpx.get(
-            f"{self.url}/api/users/{user_id}",
-            headers={"Authorization": f"Bearer {ADMIN}"},
-            timeout=5,
-        )
-        return reply.json() if reply.status_code == 200 else {}
-
-
 @pytest.fixture
-def engine(tmp_path: Path, database_url: str) -> Iterator[Engine]:
+def engine(tmp_path: Path, database_url: str) -> Iterator[EngineProcess]:
     (tmp_path / "journeys").mkdir()
     (tmp_path / "journeys" / "quick.yaml").write_text(textwrap.dedent(JOURNEY))
-    running = Engine(tmp_path, database_url)
+    running = EngineProcess(tmp_path, database_url)
     running.start()
     yield running
     running.stop()
 
 
-def wait_for(check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
-def sent(engine: Engine, user_id: str) -> list[dict[str, Any]]:
+def sent(engine: EngineProcess, user_id: str) -> list[dict[str, Any]]:
     return [m for m in engine.user(user_id).get("messages", []) if m["status"] == "sent"]
 
 
@@ -133,7 +54,7 @@ def at(text: str) -> datetime:
 
 
 def test_segment_sdk_events_reach_the_engine_and_timers_fire_on_time(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: EngineProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     errors: list[Exception] = []
     monkeypatch.setattr(segment_analytics, "write_key", WRITE_KEY)
@@ -155,7 +76,7 @@ def test_segment_sdk_events_reach_the_engine_and_timers_fire_on_time(
     assert timedelta(0) <= at(newest["at"]) - due <= timedelta(seconds=1)
 
 
-def test_bad_input_is_answered_and_good_input_kept(engine: Engine) -> None:
+def test_bad_input_is_answered_and_good_input_kept(engine: EngineProcess) -> None:
     batch = {
         "batch": [
             {"type": "identify", "userId": "u2", "traits": {"phone": "+86138"}, "messageId": "b1"},
@@ -170,7 +91,7 @@ def test_bad_input_is_answered_and_good_input_kept(engine: Engine) -> None:
     assert wait_for(lambda: len(sent(engine, "u2")) == 2)
 
 
-def test_kill_and_restart_loses_nothing_and_sends_nothing_twice(engine: Engine) -> None:
+def test_kill_and_restart_loses_nothing_and_sends_nothing_twice(engine: EngineProcess) -> None:
     users = [f"k{i}" for i in range(40)]
     batch = [
         {
@@ -229,7 +150,7 @@ def test_kill_and_restart_loses_nothing_and_sends_nothing_twice(engine: Engine) 
 def test_made_up_credentials_survive_a_restart(tmp_path: Path) -> None:
     (tmp_path / "journeys").mkdir()
     (tmp_path / "journeys" / "quick.yaml").write_text(textwrap.dedent(JOURNEY))
-    running = Engine(tmp_path, f"sqlite:///{tmp_path}/engine.db", keys=False)
+    running = EngineProcess(tmp_path, f"sqlite:///{tmp_path}/engine.db", keys=False)
     printed = []
     try:
         for _ in range(2):

@@ -12,24 +12,15 @@ from engine.channels.senders import RecordingSender, SenderRegistry
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
 from engine.live.engine import LiveEngine, apply_until_idle
 from engine.project import SourceTree
+from engine.services.outbox import OutboxService
 from engine.store.database import Database
 from engine.store.deployments import deploy
 from engine.store.ingest import Ingestor
 from engine.store.schema import DeadLetter, Message, Run, StoredEvent, Timer
+from tests.live.clock import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 def identify(user: str, **traits: object) -> dict[str, object]:
@@ -54,11 +45,6 @@ LI = {
     "subscriptions": {"sms": True},
     "push_token": "tok-1",
 }
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
 
 
 @pytest.fixture
@@ -200,12 +186,12 @@ def test_a_crash_after_sending_resends_with_the_same_idempotency_key(
     email = RecordingSender()
     live = LiveEngine(db, SenderRegistry({"email": email}), clock=clock)
     Ingestor(db).ingest([identify("u1", **LI), track("u1", "Signed Up", "m1")], now=clock())
-    live.consume()
+    live.apply()
 
     def die(*args: object) -> None:
         raise Crash
 
-    monkeypatch.setattr(LiveEngine, "_record", die)
+    monkeypatch.setattr(OutboxService, "_record", die)
     with pytest.raises(Crash):
         live.dispatch()  # the provider got the message; its record was never written
     monkeypatch.undo()
@@ -213,7 +199,7 @@ def test_a_crash_after_sending_resends_with_the_same_idempotency_key(
     assert claimed.status == "sending" and len(email.calls) == 1
     live.dispatch()
     assert messages(db)[0].status == "sending"  # still leased to the dead dispatcher
-    clock.advance(timedelta(minutes=6))  # the lease runs out: another dispatcher retries
+    clock.advance(timedelta(seconds=11))  # the lease runs out: another dispatcher retries
     apply_until_idle(live)
     (message,) = messages(db)
     assert message.status == "sent" and message.tries == 2
@@ -345,14 +331,14 @@ def test_a_sender_that_breaks_its_contract_is_retried_then_falls_back(
 def test_an_engine_error_on_a_message_is_dead_lettered_and_the_run_moves_on(
     db: Database, live: LiveEngine, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.live.engine as live_module
+    import engine.services.outbox as outbox_module
 
     def broken(*args: object, **kwargs: object) -> dict[str, str]:
         raise KeyError("a bug")
 
     Ingestor(db).ingest([identify("u1", **LI), track("u1", "Signed Up", "m1")], now=clock())
-    live.consume()
-    monkeypatch.setattr(live_module, "render_message", broken)
+    live.apply()
+    monkeypatch.setattr(outbox_module, "render_message", broken)
     live.dispatch()
     (welcome,) = messages(db)
     assert welcome.status == "failed" and "dead_letters" in (welcome.reason or "")

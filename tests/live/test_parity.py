@@ -24,17 +24,10 @@ from engine.store.database import Database
 from engine.store.deployments import deploy
 from engine.store.ingest import Ingestor
 from engine.store.schema import Message, Run, StoredEvent
+from tests.live.clock import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "examples" / "events.jsonl"
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 Outcome = tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]

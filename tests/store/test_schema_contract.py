@@ -26,6 +26,8 @@ def event_row(message_id: str, **fields: Any) -> StoredEvent:
         "message_id": message_id,
         "type": "track",
         "user_id": "u1",
+        "user_key": "user:u1",
+        "partition": 7,
         "timestamp": T0,
         "received_at": T0,
         "payload": {"messageId": message_id},
@@ -53,7 +55,7 @@ def test_migrations_apply_from_empty_and_a_second_upgrade_is_a_no_op(database_ur
 
         upgrade(engine)
         assert table_names(engine) == set(Base.metadata.tables) | {"alembic_version"}
-        assert current_revision(engine) == head_revision() == "0001"
+        assert current_revision(engine) == head_revision() == "0002"
 
         with engine.begin() as connection:
             connection.execute(
@@ -70,7 +72,7 @@ def test_migrations_apply_from_empty_and_a_second_upgrade_is_a_no_op(database_ur
 
         writes = {"CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE"}
         assert not writes & set(statements), statements
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == "0002"
         with engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
             assert connection.execute(text("SELECT count(*) FROM profiles")).scalar() == 1
@@ -251,7 +253,14 @@ def test_timers_order_by_due_time_then_seq(db: Database) -> None:
     with db.transaction() as session:
         for timer_id, seq, due_at in timers:
             session.add(
-                Timer(timer_id=timer_id, seq=seq, run_id="r1", user_key="user:1", due_at=due_at)
+                Timer(
+                    timer_id=timer_id,
+                    seq=seq,
+                    run_id="r1",
+                    user_key="user:1",
+                    partition=1,
+                    due_at=due_at,
+                )
             )
     with db.transaction() as session:
         ordered = session.scalars(select(Timer.timer_id).order_by(Timer.due_at, Timer.seq)).all()

@@ -163,3 +163,44 @@ def test_the_migrations_ship_in_the_package() -> None:
     assert "store/migrations/env.py" in files
     unshipped = [f for f in files if not any(fnmatch.fnmatch(f, p) for p in patterns)]
     assert unshipped == []
+
+
+def test_0002_fills_in_the_partitions_of_existing_events_and_timers(database_url: str) -> None:
+    from engine.store.partitions import PARTITIONS, partition_of
+
+    engine = create_db_engine(database_url)
+    try:
+        upgrade(engine, "0001")
+        at = "2026-03-01 10:00:00"
+        with engine.begin() as connection:
+            for seq, user, anonymous in ((1, "u1", None), (2, None, "a1"), (3, "u2", "a2")):
+                connection.execute(
+                    text(
+                        "INSERT INTO events (seq, message_id, type, user_id, anonymous_id,"
+                        " timestamp, received_at, payload, status)"
+                        " VALUES (:seq, :mid, 'track', :user, :anon, :at, :at, '{}', 'pending')"
+                    ),
+                    {"seq": seq, "mid": f"m{seq}", "user": user, "anon": anonymous, "at": at},
+                )
+            connection.execute(
+                text(
+                    "INSERT INTO timers (timer_id, seq, run_id, user_key, due_at)"
+                    " VALUES ('t1', 1, 'r1', 'anon:a1', :at)"
+                ),
+                {"at": at},
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            events = connection.execute(
+                text("SELECT seq, user_key, partition FROM events ORDER BY seq")
+            ).all()
+            timers = connection.execute(text("SELECT user_key, partition FROM timers")).all()
+            partitions = connection.execute(text("SELECT count(*) FROM partitions")).scalar()
+        keys = ["user:u1", "anon:a1", "user:u2"]
+        assert [tuple(row) for row in events] == [
+            (n + 1, key, partition_of(key)) for n, key in enumerate(keys)
+        ]
+        assert [tuple(row) for row in timers] == [("anon:a1", partition_of("anon:a1"))]
+        assert partitions == PARTITIONS
+    finally:
+        engine.dispose()

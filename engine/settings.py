@@ -5,6 +5,7 @@
 - ``JOURNEY_ADMIN_TOKEN``: bearer token of the admin API (unset: it refuses everyone).
 - ``JOURNEY_PUBLIC_URL``: the URL users reach the server at (unsubscribe links).
 - ``JOURNEY_HOST`` / ``JOURNEY_PORT``: where the server listens (default 127.0.0.1:8000).
+- Channel providers, rate limits and circuit breakers: see :mod:`engine.channels.settings`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import json
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from engine.channels.settings import ChannelSettings
 
 
-class Settings(BaseSettings):
+class Settings(ChannelSettings):
     model_config = SettingsConfigDict(env_prefix="JOURNEY_", extra="ignore")
 
     database_url: str | None = None

@@ -219,4 +219,3 @@ class CircuitBreaker:
 
     def state(self) -> BreakerState:
         return self.store.update(self.name, lambda state: (state, state))
-

@@ -26,6 +26,7 @@ timeouts are transient. One connection is kept and reused, checked with NOOP whe
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 import threading
@@ -65,6 +66,7 @@ OWN_HEADERS = frozenset(
     }
 )
 ADDRESS_REPLIES = frozenset({550, 551, 553})
+LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 IDLE_CHECK = 30.0
 
 
@@ -178,8 +180,6 @@ class SmtpEmail:
             mime["Subject"] = " ".join(message.content.get("subject", "").split())
             mime["Date"] = formatdate(usegmt=True)
             mime["Message-ID"] = self.message_id(message)
-            if message.locale:
-                mime["Content-Language"] = message.locale
             if message.unsubscribe_url:
                 mime["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
                 if message.unsubscribe_url.startswith("https://"):
@@ -193,6 +193,9 @@ class SmtpEmail:
         mime.set_content(text)
         if html:
             mime.add_alternative(html, subtype="html")
+        locale = (message.locale or "").replace("_", "-")
+        if LANGUAGE_TAG.match(locale):  # after the content, which clears Content-* headers
+            mime["Content-Language"] = locale
         return mime
 
     def send(self, message: OutboundMessage) -> Receipt:

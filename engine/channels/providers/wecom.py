@@ -223,9 +223,7 @@ class WeComRobot:
         return {"msgtype": "markdown", "markdown": {"content": f"{content}\n<@{message.to}>"}}
 
     def send(self, message: OutboundMessage) -> Receipt:
-        response = request(
-            self._client, "POST", self._url, "WeCom robot", json=self.body(message)
-        )
+        response = request(self._client, "POST", self._url, "WeCom robot", json=self.body(message))
         body = _answer(response, "WeCom robot")
         if body["errcode"] != 0:
             raise classify(body["errcode"], str(body.get("errmsg", "")), "WeCom robot")

@@ -159,46 +159,32 @@ def test_one_connection_serves_many_messages(
 
 
 @pytest.mark.parametrize(
-    ("reply", "kind"),
+    ("stage", "reply", "kind"),
     [
-        ("550 5.1.1 <x@example.com>: Recipient address rejected: User unknown", InvalidAddress),
-        ("553 5.1.3 Bad recipient address syntax", InvalidAddress),
-        ("452 4.2.2 Mailbox full", TransientDeliveryError),
-        ("554 5.7.1 Recipient refused by policy", PermanentDeliveryError),
+        ("RCPT", "550 5.1.1 <x@example.com>: Recipient address rejected", InvalidAddress),
+        ("RCPT", "553 5.1.3 Bad recipient address syntax", InvalidAddress),
+        ("RCPT", "452 4.2.2 Mailbox full", TransientDeliveryError),
+        ("RCPT", "554 5.7.1 Recipient refused by policy", PermanentDeliveryError),
+        ("DATA", "451 4.7.1 Try again later", TransientDeliveryError),
+        ("DATA", "554 5.7.1 Message rejected as spam", PermanentDeliveryError),
     ],
 )
-def test_recipient_replies(
+def test_server_replies(
+    stage: str,
     reply: str,
     kind: type[Exception],
     inbox: Inbox,
     server: SmtpServer,
     certificates: Certificates,
 ) -> None:
-    inbox.refuse_rcpt["x@example.com"] = reply
+    if stage == "RCPT":
+        inbox.refuse_rcpt["x@example.com"] = reply
+    else:
+        inbox.data_reply = reply
     with pytest.raises(kind) as caught:
         mailer(server, certificates).send(email(to="x@example.com"))
     assert type(caught.value) is kind
     assert "x@example.com" not in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    ("reply", "kind"),
-    [
-        ("451 4.7.1 Try again later", TransientDeliveryError),
-        ("554 5.7.1 Message rejected as spam", PermanentDeliveryError),
-    ],
-)
-def test_data_replies(
-    reply: str,
-    kind: type[Exception],
-    inbox: Inbox,
-    server: SmtpServer,
-    certificates: Certificates,
-) -> None:
-    inbox.data_reply = reply
-    with pytest.raises(kind) as caught:
-        mailer(server, certificates).send(email())
-    assert type(caught.value) is kind
 
 
 def test_not_an_address_is_refused_before_connecting(

@@ -59,6 +59,7 @@ class ChannelSetup:
     accounts: Mapping[str, str] = field(default_factory=dict)
     on_sink: tuple[str, ...] = ()
     senders: tuple[Sender, ...] = ()
+    redis: Redis | None = None  # the client made from JOURNEY_REDIS_URL, if any
 
     def describe(self) -> list[str]:
         """One line per channel, for the start-up banner (no secrets)."""
@@ -74,11 +75,13 @@ class ChannelSetup:
         return lines
 
     def close(self) -> None:
-        """Close the providers' connections."""
+        """Close the providers' connections (and the Redis client made for them)."""
         for sender in self.senders:
             close = getattr(sender, "close", None)
             if callable(close):
                 close()
+        if self.redis is not None:
+            self.redis.close()
 
 
 def _providers(plugins: Iterable[ChannelPlugin]) -> dict[str, dict[str, ProviderSpec]]:
@@ -157,8 +160,9 @@ def build_channels(
     """
     found = load_plugins() if plugins is None else tuple(plugins)
     table = _providers((BUILTIN, *found))
+    made: Redis | None = None
     if redis is None and settings.redis_url and (limiter is None or breakers is None):
-        redis = Redis.from_url(settings.redis_url)
+        redis = made = Redis.from_url(settings.redis_url)
     if limiter is None:
         limiter = RedisRateLimiter(redis) if redis is not None else MemoryRateLimiter()
     if breakers is None:
@@ -188,5 +192,5 @@ def build_channels(
             )
         registry.register(channel, sender)
     return ChannelSetup(
-        registry, providers, accounts, registry.on_sink(channel_names()), tuple(built)
+        registry, providers, accounts, registry.on_sink(channel_names()), tuple(built), made
     )

@@ -63,7 +63,7 @@ class GuardedSender:
             raise RateLimited(f"{self.name} rate limit reached", retry_after=wait)
         try:
             receipt = self.sender.send(message)
-        except BaseException as exc:
+        except Exception as exc:
             self.breaker.record(exc)
             raise
         self.breaker.record(None)

@@ -24,6 +24,7 @@ from engine.channels import get_channel
 from engine.channels.config import build_channels
 from engine.channels.plugins import ENTRY_POINT_GROUP, load_plugins
 from engine.channels.senders import OutboundMessage
+from engine.cli import main
 from engine.errors import CredentialError, EngineError
 from engine.project import compile_project
 from engine.settings import Settings
@@ -79,7 +80,6 @@ def test_the_example_is_found_and_its_channel_registered(installed: None) -> Non
 
 
 def test_journeys_may_name_the_channel(installed: None, tmp_path: Path) -> None:
-    load_plugins()
     (tmp_path / "journeys").mkdir()
     (tmp_path / "journeys" / "j.yaml").write_text(
         textwrap.dedent("""\
@@ -93,6 +93,7 @@ def test_journeys_may_name_the_channel(installed: None, tmp_path: Path) -> None:
             next: end
     """)
     )
+    assert main(["validate", str(tmp_path / "journeys")]) == 0  # the CLI loads plugins first
     project = compile_project(tmp_path / "journeys")
     assert "ding" in project.journeys
 

@@ -201,7 +201,8 @@ class AliyunSms:
             return Receipt(self.provider, str(biz_id) if biz_id else None, self.segments(message))
         if not code:
             raise status_error(response, "Aliyun SendSms")
-        text = redact(str(body.get("Message", "")) if body else "", message.to)
+        said = str(body.get("Message", "")) if body else ""
+        text = redact(said, message.to, params["PhoneNumbers"])
         raise classify(code, text, response.status_code)
 
 

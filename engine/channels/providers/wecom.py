@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from engine.channels.http import json_object, make_client, request, status_error
+from engine.channels.http import json_object, make_client, redact, request, status_error
 from engine.channels.rates import Rate, parse_rates
 from engine.channels.senders import OutboundMessage, Receipt
 from engine.channels.settings import ChannelSettings, Required
@@ -172,7 +172,8 @@ class WeComApp:
                 self.tokens.invalidate(token)
                 continue
             if errcode != 0:
-                raise classify(errcode, str(body.get("errmsg", "")), "WeCom message/send")
+                said = redact(str(body.get("errmsg", "")), message.to)
+                raise classify(errcode, said, "WeCom message/send")
             refused = {
                 user
                 for field in ("invaliduser", "unlicenseduser")

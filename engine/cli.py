@@ -10,8 +10,9 @@ from typing import Annotated, Any, TextIO
 import orjson
 import typer
 
+from engine.channels.plugins import load_plugins
 from engine.durations import iso_z as iso
-from engine.errors import CompileError
+from engine.errors import CompileError, EngineError
 from engine.event_files import EventFile
 from engine.project import Project, compile_project
 from engine.simulate import Simulation
@@ -186,6 +187,11 @@ def run_command(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code instead of exiting (the console script exits)."""
+    try:
+        load_plugins()  # channels from installed packages, before any journey is compiled
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         result = app(args=argv if argv is not None else sys.argv[1:], standalone_mode=False)
     except typer.Exit as exc:

@@ -5,11 +5,10 @@
 - ``JOURNEY_ADMIN_TOKEN``: bearer token of the admin API (unset: it refuses everyone).
 - ``JOURNEY_PUBLIC_URL``: the URL users reach the server at (unsubscribe links).
 - ``JOURNEY_HOST`` / ``JOURNEY_PORT``: where the server listens (default 127.0.0.1:8000).
-- ``JOURNEY_SEND_TIMEOUT``: seconds a provider call may take before it counts as a transient
-  failure (default 10).
 - ``JOURNEY_SEND_LEASE``: seconds a dispatcher's claim on a message lasts unless renewed
   (default 10; renewed every third of it while the dispatcher works). A dispatcher that
   dies holds its messages at most this long.
+- Channel providers, rate limits and circuit breakers: see :mod:`engine.channels.settings`.
 """
 
 from __future__ import annotations
@@ -18,10 +17,12 @@ import json
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from engine.channels.settings import ChannelSettings
 
 
-class Settings(BaseSettings):
+class Settings(ChannelSettings):
     model_config = SettingsConfigDict(env_prefix="JOURNEY_", extra="ignore")
 
     database_url: str | None = None
@@ -31,7 +32,6 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    send_timeout: float = Field(default=10.0, gt=0, le=600)
     send_lease: float = Field(default=10.0, ge=1, le=600)
 
     @field_validator("write_keys", mode="before")

@@ -1,7 +1,10 @@
 """Channels: what each one needs (address trait, message parts) and how it is sent.
 
 The built-in channels are those of journey-format section 5. Another channel is
-plugged in with :func:`register_channel`; journeys may then name it.
+plugged in with :func:`register_channel` (by hand, or by a package through the
+``journey.channels`` entry points, see :mod:`engine.channels.plugins`); journeys may
+then name it. How messages leave: :mod:`engine.channels.senders` (the interface),
+:mod:`engine.channels.config` (providers from the settings), ``providers/``.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ class ChannelSpec:
 
     @property
     def single_part(self) -> str | None:
-        """The one part a whole-file template stands for, when the channel has exactly one."""
-        return self.parts[0] if len(self.parts) == 1 else None
+        """The part a whole-file template stands for: the channel's one required part."""
+        return self.required_parts[0] if len(self.required_parts) == 1 else None
 
 
 _REGISTRY: dict[str, ChannelSpec] = {}
@@ -48,10 +51,12 @@ def channel_names() -> tuple[str, ...]:
 
 
 for _spec in (
-    ChannelSpec("sms", "phone", ("text",)),
+    # Aliyun sends approved templates: their code and variables (a JSON object).
+    ChannelSpec("sms", "phone", ("text",), ("template_code", "template_param")),
     # Email's plain-text part is optional: providers derive one when it is absent.
     ChannelSpec("email", "email", ("subject", "html"), ("text",)),
-    ChannelSpec("wecom", "wecom_userid", ("content",)),
+    # With a title and a URL, WeCom shows a card whose description is the content.
+    ChannelSpec("wecom", "wecom_userid", ("content",), ("title", "url")),
     ChannelSpec("push", "push_token", ("title", "body"), ("url",)),
 ):
     register_channel(_spec)

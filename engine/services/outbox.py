@@ -8,8 +8,10 @@ messages are claimed again within one lease and sent again with the same idempot
 claim (it stalled past its lease and someone else took over) finds its token gone and
 discards what it got.
 
-**Sending** happens outside any transaction, several messages at once, each bounded by
-``send_timeout``: a provider that does not answer in time counts as a transient failure.
+**Sending** happens outside any transaction, several messages at once. Providers time
+their own calls out after ``send_timeout``; the dispatcher stops waiting for a call
+``GRACE`` seconds later (a rate limit may make a call wait a little first) and counts it
+as a transient failure.
 
 **Tries.** Each claim counts a try. Transient failures back off and are retried up to
 ``max_tries``; a message whose claims keep running out (its dispatcher dies or hangs on
@@ -51,6 +53,8 @@ log = logging.getLogger("journey.dispatch")
 
 #: Delivery tries before a transient failure counts as permanent.
 MAX_TRIES = 5
+#: Seconds the dispatcher waits for a provider call beyond ``send_timeout``.
+GRACE = 2.0
 
 
 def backoff(tries: int, retry_after: float | None) -> timedelta:
@@ -321,15 +325,17 @@ class OutboxService:
         return Delivery(OutboundMessage(message.message_id, message.channel, to, content))
 
     def _send_all(self, deliveries: list[Delivery]) -> None:
-        """Call the providers, ``concurrency`` at a time, each within ``send_timeout``."""
+        """Call the providers, ``concurrency`` at a time, each within ``send_timeout``
+        (and ``GRACE``)."""
         todo = [d for d in deliveries if d.outbound is not None]
         if not todo:
             return
         threads = min(self.concurrency, len(todo))
+        patience = self.send_timeout + GRACE
         # A provider that never answers keeps its thread; the pool is not waited for, and
         # messages still queued behind hung calls time out with the batch.
         pool = ThreadPoolExecutor(threads, "journey-send")
-        batch_deadline = time.monotonic() + self.send_timeout * (-(-len(todo) // threads) + 1)
+        batch_deadline = time.monotonic() + patience * (-(-len(todo) // threads) + 1)
         try:
             running: dict[Future[None], Delivery] = {
                 pool.submit(d.send, self.senders): d for d in todo
@@ -341,10 +347,10 @@ class OutboxService:
                 now = time.monotonic()
                 for future, delivery in list(running.items()):
                     started = delivery.started
-                    if (started is not None and started < now - self.send_timeout) or (
+                    if (started is not None and started < now - patience) or (
                         now > batch_deadline
                     ):
-                        delivery.time_out(self.send_timeout)
+                        delivery.time_out(patience)
                         running.pop(future)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)

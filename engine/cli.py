@@ -185,6 +185,59 @@ def run_command(
     return run_embedded(journeys_dir, templates, host, port)
 
 
+@app.command("worker")
+def worker_command(
+    queues: Annotated[
+        str,
+        typer.Option(
+            "--queues", "-Q", help="comma-separated queues: events, timers, sms... (default: all)"
+        ),
+    ] = "",
+    concurrency: Annotated[int, typer.Option(help="worker processes")] = 2,
+    loglevel: Annotated[str, typer.Option(help="log level")] = "info",
+) -> int:
+    """Run a Celery worker: applies events and timers, delivers messages (JOURNEY_BROKER_URL)."""
+    from workers.commands import run_worker
+
+    return run_worker([q.strip() for q in queues.split(",") if q.strip()], concurrency, loglevel)
+
+
+@app.command("scheduler")
+def scheduler_command() -> int:
+    """Ring the workers for due timers, and for any work whose doorbell was lost."""
+    from workers.commands import run_scheduler
+
+    return run_scheduler()
+
+
+@app.command("api")
+def api_command(
+    host: Annotated[str | None, typer.Option(help="listen address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (default 8000)")] = None,
+    workers: Annotated[int, typer.Option(help="server processes")] = 2,
+) -> int:
+    """Serve the event and admin API; stored events ring the workers."""
+    from workers.commands import run_api
+
+    return run_api(host, port, workers)
+
+
+@app.command("stack")
+def stack_command(
+    journeys_dir: Annotated[
+        Path, typer.Argument(help="directory of journey YAML files to deploy first")
+    ] = Path("journeys"),
+    templates: TemplatesOption = None,
+    api_workers: Annotated[int, typer.Option(help="API server processes")] = 2,
+    workers: Annotated[int, typer.Option(help="Celery workers (2 processes each)")] = 2,
+    flower: Annotated[bool, typer.Option(help="also run Flower on :5555")] = True,
+) -> int:
+    """Deploy, then run the API, Celery workers, the scheduler and Flower on this machine."""
+    from workers.commands import run_stack
+
+    return run_stack(journeys_dir, templates, api_workers, workers, flower)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code instead of exiting (the console script exits)."""
     try:

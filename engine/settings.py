@@ -8,6 +8,9 @@
 - ``JOURNEY_SEND_LEASE``: seconds a dispatcher's claim on a message lasts unless renewed
   (default 10; renewed every third of it while the dispatcher works). A dispatcher that
   dies holds its messages at most this long.
+- ``JOURNEY_BROKER_URL``: the Celery broker of ``journey worker`` / ``scheduler`` / ``api``
+  (default ``redis://127.0.0.1:6379/0``; any kombu URL, e.g. ``amqp://guest@host//``).
+  Doorbell flags live in ``JOURNEY_REDIS_URL``, else in a Redis broker.
 - Channel providers, rate limits and circuit breakers: see :mod:`engine.channels.settings`.
 """
 
@@ -33,6 +36,7 @@ class Settings(ChannelSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     send_lease: float = Field(default=10.0, ge=1, le=600)
+    broker_url: str = "redis://127.0.0.1:6379/0"
 
     @field_validator("write_keys", mode="before")
     @classmethod

@@ -1,12 +1,13 @@
 """The HTTP side of the live engine: tracking API, admin API, unsubscribe links, health.
 
 ``create_app(db, settings, on_ingest)`` builds the FastAPI application; ``on_ingest`` is
-called after every commit that stored new events (it wakes the consumer).
+called with the partitions of the new events after every commit that stored some (it
+wakes the engine, or rings the doorbell of the workers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +22,7 @@ from engine.store.ingest import Ingestor
 
 
 def create_app(
-    db: Database, settings: Settings, on_ingest: Callable[[], None] | None = None
+    db: Database, settings: Settings, on_ingest: Callable[[Collection[int]], None] | None = None
 ) -> FastAPI:
     app = FastAPI(title="journey engine", version="1")
     ingestor = Ingestor(db, on_ingest)

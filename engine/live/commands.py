@@ -14,7 +14,8 @@ from pathlib import Path
 from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.errors import CompileError
+from engine.channels.config import build_channels
+from engine.errors import CompileError, ConfigurationError
 from engine.live.embedded import Workers
 from engine.live.engine import LiveEngine
 from engine.project import SourceTree
@@ -73,6 +74,21 @@ def _remembered_credentials() -> dict[str, str]:
     return made
 
 
+def remember_credentials(settings: Settings) -> dict[str, str]:
+    """Fill in a write key and admin token where the environment sets none (made up once,
+    kept in ``.data/credentials.json``); returns the ``JOURNEY_*`` variables of the ones
+    made up, for child processes to inherit."""
+    remembered = _remembered_credentials()
+    made_up: dict[str, str] = {}
+    if not settings.write_keys:
+        settings.write_keys = [remembered["write_key"]]
+        made_up["JOURNEY_WRITE_KEYS"] = remembered["write_key"]
+    if settings.admin_token is None:
+        settings.admin_token = SecretStr(remembered["admin_token"])
+        made_up["JOURNEY_ADMIN_TOKEN"] = remembered["admin_token"]
+    return made_up
+
+
 def run_embedded(
     journeys_dir: Path, templates: Path | None, host: str | None, port: int | None
 ) -> int:
@@ -88,22 +104,30 @@ def run_embedded(
     settings = Settings()
     host = host or settings.host
     port = port if port is not None else settings.port
-    made_up: list[str] = []
-    remembered = _remembered_credentials()
-    if not settings.write_keys:
-        settings.write_keys = [remembered["write_key"]]
-        made_up.append("write key")
-    if settings.admin_token is None:
-        settings.admin_token = SecretStr(remembered["admin_token"])
-        made_up.append("admin token")
+    made = remember_credentials(settings)
+    made_up = [
+        what
+        for what, env in (
+            ("write key", "JOURNEY_WRITE_KEYS"),
+            ("admin token", "JOURNEY_ADMIN_TOKEN"),
+        )
+        if env in made
+    ]
     public_url = settings.public_url
     if "JOURNEY_PUBLIC_URL" not in os.environ:
         public_url = f"http://{host}:{port}"
+    try:
+        channels = build_channels(settings)
+    except ConfigurationError as exc:
+        print(f"journey run: {exc}", file=sys.stderr)
+        return 2
     db = Database(settings.database_url)
     if not _deploy(db, journeys_dir, templates):
+        channels.close()
         return 1
     engine = LiveEngine(
         db,
+        channels.registry,
         public_url=public_url,
         send_timeout=settings.send_timeout,
         claim_lease=timedelta(seconds=settings.send_lease),
@@ -112,6 +136,7 @@ def run_embedded(
     app = create_app(db, settings, on_ingest=workers.wake)
     url = f"http://{host}:{port}"
     write_key = settings.write_keys[0]
+    assert settings.admin_token is not None  # remember_credentials made one up if unset
     admin = settings.admin_token.get_secret_value()
     note = {
         what: f"   (made up, kept in {CREDENTIALS_FILE}; {env} sets your own)"
@@ -123,6 +148,7 @@ def run_embedded(
         )
     }
     where = db.url.split("@")[-1]
+    channel_lines = "\n".join(f"  {line}" for line in channels.describe())
     print(
         f"""
 journey engine running at {url}   (database: {where})
@@ -134,6 +160,9 @@ Send an event:
     -d '{{"userId": "u1", "event": "Signed Up", "properties": {{}}}}'
 See what the engine did:
   curl -H 'Authorization: Bearer {admin}' {url}/api/users/u1
+
+Channels:
+{channel_lines}
 """,
         flush=True,
     )
@@ -142,5 +171,6 @@ See what the engine did:
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         workers.stop()
+        channels.close()
         db.dispose()
     return 0

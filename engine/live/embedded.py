@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -42,8 +42,8 @@ class Workers:
     wake_dispatch: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
-    def wake(self) -> None:
-        """New events were stored."""
+    def wake(self, partitions: Collection[int] = ()) -> None:
+        """New events were stored (in ``partitions``)."""
         self.wake_inputs.set()
 
     def start(self) -> None:

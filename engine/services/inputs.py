@@ -122,8 +122,9 @@ class InputService:
                 batch = self.claim(session, now, partitions)
                 if not batch.inputs:
                     return Work(more=batch.more)
-                events, timers = self.apply(session, batch, now)
-            return Work(events=events, timers=timers, more=batch.more)
+                work = self.apply(session, batch, now)
+            work.more = batch.more
+            return work
         except Exception as exc:
             if is_passing(exc) or not batch.inputs:
                 raise
@@ -237,8 +238,9 @@ class InputService:
 
     # -- applying --
 
-    def apply(self, session: Session, batch: Batch, now: datetime) -> tuple[int, int]:
-        """Apply ``batch`` in this transaction; how many events and timers it applied."""
+    def apply(self, session: Session, batch: Batch, now: datetime) -> Work:
+        """Apply ``batch`` in this transaction: how many events and timers it applied, and
+        the channels that now have messages to send."""
         processor, book, effects = open_processor(session, self.catalog, now)
         interesting = self.catalog.current.by_event
         parsed: dict[int, Event] = {}
@@ -299,7 +301,9 @@ class InputService:
                 fired.append(item.timer_id)
         self._done(session, processed, fired)
         book.flush()
-        return len(processed), len(fired)
+        return Work(
+            events=len(processed), timers=len(fired), channels=frozenset(effects.due_channels)
+        )
 
     def _still_here(
         self, session: Session, timer_ids: list[str], partitions: list[int]
@@ -343,9 +347,9 @@ class InputService:
                     if not batch.inputs:
                         return work
                     first = batch.inputs[0]
-                    events, timers = self.apply(session, batch, now)
-                work += Work(events=events, timers=timers)
-                if not events + timers:
+                    done = self.apply(session, batch, now)
+                work += done
+                if not done.events + done.timers:
                     return work  # it waits for a later round
                 continue
             except Exception as exc:

@@ -36,9 +36,16 @@ from typing import Any, Literal
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from engine.channels.backoff import Backoff
 from engine.channels.senders import OutboundMessage, Receipt, SenderRegistry
-from engine.errors import PermanentDeliveryError, RenderError, TransientDeliveryError
-from engine.messages import DEFAULT_PUBLIC_URL, address_of, render_message
+from engine.errors import (
+    DeliveryDeferred,
+    InvalidAddress,
+    PermanentDeliveryError,
+    RenderError,
+    TransientDeliveryError,
+)
+from engine.messages import DEFAULT_PUBLIC_URL, address_of, render_message, unsubscribe_url
 from engine.processor import Processor
 from engine.runs import DeliveryResult, MessageRef
 from engine.services.lease import LeaseKeeper
@@ -51,17 +58,8 @@ from engine.store.users import SqlUserBook, owners_of, run_from_row
 
 log = logging.getLogger("journey.dispatch")
 
-#: Delivery tries before a transient failure counts as permanent.
-MAX_TRIES = 5
 #: Seconds the dispatcher waits for a provider call beyond ``send_timeout``.
 GRACE = 2.0
-
-
-def backoff(tries: int, retry_after: float | None) -> timedelta:
-    """Exponential backoff with a ceiling, or what the provider asked for."""
-    if retry_after is not None:
-        return timedelta(seconds=max(retry_after, 1.0))
-    return timedelta(seconds=min(2 ** (tries - 1) * 5, 600))
 
 
 @dataclass
@@ -132,7 +130,11 @@ class OutboxService:
     lease: timedelta = timedelta(seconds=10)
     send_timeout: float = 10.0
     concurrency: int = 8
-    max_tries: int = MAX_TRIES
+    backoff: Backoff = field(default_factory=Backoff)
+
+    @property
+    def max_tries(self) -> int:
+        return self.backoff.max_tries
 
     def handle(self, channels: Sequence[str] | None = None) -> Work:
         """One round: claim due messages (of ``channels``, or any), deliver, record."""
@@ -234,7 +236,7 @@ class OutboxService:
         def record(session: Session, batch: list[str]) -> None:
             now = self.clock()
             self.catalog.refresh(session)
-            processor, book, _ = open_processor(session, self.catalog, now)
+            processor, book, effects = open_processor(session, self.catalog, now)
             book.prefetch(
                 session.scalars(select(Message.user_key).where(Message.message_id.in_(batch)))
             )
@@ -248,6 +250,7 @@ class OutboxService:
             for row in session.scalars(mine):
                 self._record(processor, book, row, claim.deliveries[row.message_id], now)
             book.flush()
+            claim.work.channels |= effects.due_channels  # fallbacks queued on other channels
 
         claim.work.dead += self._isolated(list(claim.deliveries), record, claim)
 
@@ -322,7 +325,15 @@ class OutboxService:
         if to is None:  # gone since the policies passed it: like a bounce, it falls back
             return Delivery(problem="the address is gone", undeliverable=True)
         message.content = content
-        return Delivery(OutboundMessage(message.message_id, message.channel, to, content))
+        outbound = OutboundMessage(
+            message.message_id,
+            message.channel,
+            to,
+            content,
+            unsubscribe_url=unsubscribe_url(self.public_url, message.message_id),
+            locale=str(profile["locale"]) if isinstance(profile.get("locale"), str) else None,
+        )
+        return Delivery(outbound)
 
     def _send_all(self, deliveries: list[Delivery]) -> None:
         """Call the providers, ``concurrency`` at a time, each within ``send_timeout``
@@ -347,9 +358,7 @@ class OutboxService:
                 now = time.monotonic()
                 for future, delivery in list(running.items()):
                     started = delivery.started
-                    if (started is not None and started < now - patience) or (
-                        now > batch_deadline
-                    ):
+                    if (started is not None and started < now - patience) or (now > batch_deadline):
                         delivery.time_out(patience)
                         running.pop(future)
         finally:
@@ -374,9 +383,15 @@ class OutboxService:
                 "undeliverable" if delivery.undeliverable else "failed"
             )
             outcome = DeliveryResult(message_id, kind)
+        elif isinstance(error, DeliveryDeferred):  # the provider was not called: no try
+            message.status, message.reason = "pending", str(error)
+            message.tries = max(0, message.tries - 1)
+            message.send_at = now + timedelta(seconds=max(error.retry_after or 1.0, 0.1))
+            return
         elif isinstance(error, TransientDeliveryError) and message.tries < self.max_tries:
             message.status, message.reason = "pending", str(error)
-            message.send_at = now + backoff(message.tries, error.retry_after)
+            delay = self.backoff.delay(message.tries, error.retry_after)
+            message.send_at = now + timedelta(seconds=delay)
             return  # retried later; the run keeps waiting
         elif error is not None:
             message.status, message.content = "failed", None
@@ -385,6 +400,8 @@ class OutboxService:
                 if isinstance(error, TransientDeliveryError)
                 else str(error)
             )
+            if isinstance(error, InvalidAddress) and error.clear:
+                self._forget_address(book, message.user_key, error.trait)
             outcome = DeliveryResult(message_id, "undeliverable")
         elif delivery.receipt is None:  # no outcome at all: treat as lost, retry
             message.status, message.reason = "pending", "no outcome recorded"
@@ -394,10 +411,19 @@ class OutboxService:
             message.status, message.reason, message.send_at = "sent", None, now
             message.provider = receipt.provider
             message.provider_message_id = receipt.provider_message_id
+            message.segments = receipt.segments
             outcome = DeliveryResult(message_id, "sent")
         at = book.input_time([message.user_key], now)
         processor.delivered(book.get(book.owner(message.user_key)), message.run_id, outcome, at)
         book.applied([message.user_key], at)
+
+    @staticmethod
+    def _forget_address(book: SqlUserBook, key: str, trait: str) -> None:
+        """The provider says the address no longer exists (an unregistered push token)."""
+        user = book.get(book.owner(key))
+        if trait in user.profile:
+            user.profile = {k: v for k, v in user.profile.items() if k != trait}
+            log.info("cleared the %s trait of a user: the provider says it no longer exists", trait)
 
     def _fail_message(self, session: Session, message_id: str, reason: str | None = None) -> None:
         """Mark a set-aside message failed and, if its run can still move, move it on."""

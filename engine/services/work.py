@@ -36,6 +36,7 @@ class Work:
     messages: int = 0
     dead: int = 0
     more: bool = False  # it stopped at a limit: there is more to do right away
+    channels: frozenset[str] = frozenset()  # channels that now have messages due to send
 
     @property
     def any(self) -> bool:
@@ -48,6 +49,7 @@ class Work:
             self.messages + other.messages,
             self.dead + other.dead,
             self.more or other.more,
+            self.channels | other.channels,
         )
 
 

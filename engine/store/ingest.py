@@ -1,6 +1,7 @@
 """Storing Segment messages: validate each, store the valid ones in one transaction.
 
-Used by the HTTP API and by anything else that accepts events (tests, imports). A
+Used by the HTTP API and by anything else that accepts events (tests, imports). After
+the commit, ``on_ingest`` is told which partitions got new events (a doorbell). A
 message gets a ``messageId`` (uuid4) and a ``timestamp`` (the receive time) when it
 has none; one already stored under its ``messageId`` is a duplicate, counted, not an
 error. The rows are ``pending`` until the engine applies them.
@@ -12,7 +13,7 @@ import json
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -151,7 +152,9 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
 class Ingestor:
     """Validates Segment messages and stores the valid ones, one transaction per call."""
 
-    def __init__(self, db: Database, on_ingest: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, db: Database, on_ingest: Callable[[Collection[int]], None] | None = None
+    ) -> None:
         self.db = db
         self.on_ingest = on_ingest
 
@@ -193,10 +196,12 @@ class Ingestor:
             seen.add(event.message_id)
             assert isinstance(payload, dict)
             rows.append(_row(event, payload, received_at))
+        partitions: set[int] = set()
         if rows:
             with self.db.transaction() as session:
                 inserted = insert_events(session, rows)
             result.stored = len(inserted)
+            partitions = {row["partition"] for row in rows if row["message_id"] in inserted}
         log.info(
             "ingest: received=%d accepted=%d stored=%d duplicates=%d rejected=%d",
             result.received,
@@ -214,7 +219,7 @@ class Ingestor:
             )
         if result.stored and self.on_ingest is not None:
             try:
-                self.on_ingest()
+                self.on_ingest(partitions)
             except Exception as exc:  # the events are committed; the consumer polls anyway
                 log.error("ingest: on_ingest failed: %s", type(exc).__name__)
         return result

@@ -233,6 +233,7 @@ class Message(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     claimed_by: Mapped[str | None] = mapped_column(String(64))  # the dispatcher's claim token
+    segments: Mapped[int | None]  # billable parts of a sent SMS, as the provider counts them
 
     __table_args__ = (
         Index("ix_messages_user_key_send_at", "user_key", "send_at"),

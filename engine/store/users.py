@@ -361,6 +361,7 @@ class SqlEffects:
         self.book = book
         self.new_timers: dict[str, Timer] = {}
         self.cancelled: set[str] = set()  # timer ids cancelled in this transaction
+        self.due_channels: set[str] = set()  # channels of messages queued to send now
         #: Called with (user key, timer) for every timer set: a batch that must not run
         #: past a timer it has just set learns of it here.
         self.timer_watchers: list[Callable[[str, Timer], None]] = []
@@ -408,6 +409,7 @@ class SqlEffects:
         self, user: UserState, journey: CompiledJourney, run: RunState, command: Dispatch
     ) -> DeliveryResult | None:
         self._message(user, command.message, "pending", command.at)
+        self.due_channels.add(command.message.channel)
         return None  # the dispatcher delivers it and feeds the result back
 
     def run_saved(self, user: UserState, run: RunState) -> None:

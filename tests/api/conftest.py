@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -15,13 +15,15 @@ from tests.api.support import ADMIN_TOKEN, OTHER_WRITE_KEY, WRITE_KEY
 
 
 class Wakes:
-    """Counts ``on_ingest`` calls."""
+    """Counts ``on_ingest`` calls, and the partitions they were told of."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.partitions: set[int] = set()
 
-    def __call__(self) -> None:
+    def __call__(self, partitions: Collection[int]) -> None:
         self.count += 1
+        self.partitions.update(partitions)
 
 
 @pytest.fixture

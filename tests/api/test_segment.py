@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from engine.events import parse_message
 from engine.store.database import Database
+from engine.store.partitions import partition_of
 from tests.api.conftest import Wakes
 from tests.api.support import (
     AUTH,
@@ -65,7 +66,8 @@ def test_track_is_stored_and_committed_before_the_answer(
     assert before - timedelta(seconds=1) <= row.received_at <= datetime.now(UTC)
     assert row.payload == track()
     assert row.status == "pending"
-    assert wakes.count == 1
+    assert (row.user_key, row.partition) == ("user:u42", partition_of("user:u42"))
+    assert wakes.count == 1 and wakes.partitions == {row.partition}
 
 
 @pytest.mark.parametrize("kind", sorted(VALID))
@@ -549,7 +551,7 @@ def test_database_failure_is_503_so_sdks_retry(app: FastAPI, client: TestClient)
 
 
 def test_a_failing_on_ingest_does_not_fail_the_request(app: FastAPI, db: Database) -> None:
-    def explode() -> None:
+    def explode(partitions: object) -> None:
         raise RuntimeError("broker down")
 
     app.state.ingestor.on_ingest = explode

@@ -13,12 +13,13 @@ import pytest
 from sqlalchemy import select
 
 from engine.channels.senders import OutboundMessage, Receipt, RecordingSender, SenderRegistry
+from engine.errors import CircuitOpen, InvalidAddress
 from engine.live.engine import LiveEngine
 from engine.project import SourceTree
 from engine.store.database import Database
 from engine.store.deployments import deploy
 from engine.store.ingest import Ingestor
-from engine.store.schema import DeadLetter, Message, Run
+from engine.store.schema import DeadLetter, Message, Profile, Run
 from tests.live.clock import Clock
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
@@ -173,5 +174,51 @@ def test_a_message_whose_claims_keep_running_out_is_given_up(
         )
         assert dead.kind == "message" and dead.ref == messages["sms"].message_id
         assert "email" not in messages  # an engine failure does not fall back
+    finally:
+        live.db.dispose()
+
+
+class Refusing:
+    """A provider that says the address no longer exists, or defers every call."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.calls = 0
+
+    def send(self, message: OutboundMessage) -> Receipt:
+        self.calls += 1
+        raise self.error
+
+
+def test_an_address_the_provider_says_is_gone_is_cleared_and_the_send_falls_back(
+    db: Database, queued: None, clock: Clock
+) -> None:
+    provider = Refusing(InvalidAddress("unregistered", "phone", clear=True))
+    live = engine(db, clock, provider)
+    try:
+        live.dispatch()
+        live.dispatch()  # the fallback email
+        with db.sessions() as session:
+            messages = {m.channel: m for m in session.scalars(select(Message))}
+            profile = session.get(Profile, "user:u1")
+        assert messages["sms"].status == "failed" and messages["email"].status == "sent"
+        assert profile is not None and "phone" not in profile.traits
+        assert profile.traits["email"] == "u1@example.com"
+    finally:
+        live.db.dispose()
+
+
+def test_a_deferred_call_is_retried_without_counting_a_try(
+    db: Database, queued: None, clock: Clock
+) -> None:
+    provider = Refusing(CircuitOpen("the provider's circuit is open", retry_after=30))
+    live = engine(db, clock, provider)
+    try:
+        for _ in range(8):  # more than the tries a message gets
+            live.dispatch()
+            clock.advance(timedelta(seconds=31))
+        (row,) = sms_rows(db)
+        assert provider.calls == 8
+        assert (row.status, row.tries) == ("pending", 0)
     finally:
         live.db.dispose()

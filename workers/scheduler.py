@@ -1,0 +1,91 @@
+"""``journey scheduler``: the periodic jobs that ring doorbells for work nobody rang for.
+
+APScheduler runs three jobs, each a read of the database and a few doorbells:
+
+- **timers** (every 0.2 s): partitions with timers due now ring the ``timers`` queue, so a
+  timer fires within a fraction of a second of its due time. Delays are timer rows; no
+  Celery ETA or countdown task ever stands for a wait.
+- **sweep** (every 2 s): partitions with pending events and channels with due messages
+  (or claims whose lease ran out) ring again. This is what makes the broker a doorbell:
+  if every message in it is lost, the work is still in the database and is rung again
+  within one sweep (plus the doorbell's lease, when its flag survived).
+- **deployments** (every 5 s): a new deployment is compiled and announced; workers pick it
+  up on their next round.
+
+Any number of schedulers may run: doorbells are de-duplicated and the work itself is
+claimed in the database, so a second scheduler costs a few queries and does no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, exists, func, or_, select
+
+from engine.store.database import Database
+from engine.store.deployments import DeployedCatalog
+from engine.store.schema import Deployment, Message, Partition, StoredEvent, Timer
+from workers.doorbell import Doorbell
+
+log = logging.getLogger("journey.scheduler")
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Sweeper:
+    """The scheduler's jobs, over one database and one doorbell."""
+
+    db: Database
+    doorbell: Doorbell
+    clock: Clock = utc_now
+    catalog: DeployedCatalog | None = None
+    deployment: int | None = field(default=None, init=False)
+
+    def due_timers(self) -> list[int]:
+        """Ring the partitions whose timers are due."""
+        now = self.clock()
+        due = exists().where(Timer.partition == Partition.id, Timer.due_at <= now)
+        with self.db.sessions() as session:
+            partitions = list(session.scalars(select(Partition.id).where(due)))
+        return [int(p) for p in self.doorbell.ring("timers", partitions)]
+
+    def sweep(self) -> tuple[list[int], list[str]]:
+        """Ring every partition with pending events and every channel with due messages."""
+        now = self.clock()
+        pending = exists().where(
+            StoredEvent.partition == Partition.id, StoredEvent.status == "pending"
+        )
+        due = or_(
+            and_(Message.status == "pending", Message.send_at <= now),
+            and_(Message.status == "sending", Message.claimed_until < now),
+        )
+        with self.db.sessions() as session:
+            partitions = list(session.scalars(select(Partition.id).where(pending)))
+            channels = list(session.scalars(select(Message.channel).where(due).distinct()))
+        rung = self.doorbell.ring("events", partitions)
+        rung_channels = self.doorbell.ring("dispatch", channels)
+        return [int(p) for p in rung], [str(c) for c in rung_channels]
+
+    def deployments(self) -> int | None:
+        """Compile a deployment newer than the last one seen; its id when there was one."""
+        with self.db.sessions() as session:
+            latest = session.scalar(select(func.max(Deployment.id)))
+            if latest is None or latest == self.deployment:
+                return None
+            catalog = self.catalog or DeployedCatalog(self.db)
+            self.catalog = catalog
+            catalog.refresh(session)
+        self.deployment = int(latest)
+        log.info(
+            "deployment %s is the running version (%s); workers take it up on their next round",
+            latest,
+            ", ".join(sorted(catalog.current.journeys)) or "no journeys",
+        )
+        return self.deployment

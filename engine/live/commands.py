@@ -17,7 +17,7 @@ from engine.live.embedded import Workers
 from engine.live.engine import LiveEngine
 from engine.project import SourceTree
 from engine.settings import Settings
-from engine.store.database import DEFAULT_SQLITE_PATH, Database
+from engine.store.database import DEFAULT_SQLITE_PATH, Database, make_private_directory
 from engine.store.deployments import deploy
 
 log = logging.getLogger("journey.run")
@@ -50,18 +50,27 @@ def deploy_directory(journeys_dir: Path, templates: Path | None) -> int:
         db.dispose()
 
 
+#: What ``journey run`` makes up when it is not configured, and how long each is.
+MADE_UP = {"write_key": 18, "admin_token": 24, "secret_key": 32}
+
+
 def _remembered_credentials() -> dict[str, str]:
-    """The write key and admin token made up for this directory, kept across restarts
-    (mode 0600) so SDKs configured with them keep working."""
+    """The write key, admin token and secret key made up for this directory, kept across
+    restarts (mode 0600) so SDKs configured with them, and unsubscribe links already
+    sent, keep working. One missing from the file (written by an older version) is made
+    up and added; the others are kept."""
     path = CREDENTIALS_FILE
+    stored: dict[str, str] = {}
     try:
-        stored = json.loads(path.read_text("utf-8"))
-        if isinstance(stored, dict) and {"write_key", "admin_token"} <= stored.keys():
-            return {k: str(stored[k]) for k in ("write_key", "admin_token")}
+        found = json.loads(path.read_text("utf-8"))
+        if isinstance(found, dict):
+            stored = {k: str(v) for k, v in found.items() if k in MADE_UP and v}
     except (OSError, ValueError):
         pass
-    made = {"write_key": secrets.token_urlsafe(18), "admin_token": secrets.token_urlsafe(24)}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if stored.keys() == MADE_UP.keys():
+        return stored
+    made = {k: stored.get(k) or secrets.token_urlsafe(n) for k, n in MADE_UP.items()}
+    make_private_directory(path.parent)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         json.dump(made, handle)
@@ -91,13 +100,18 @@ def run_embedded(
     if settings.admin_token is None:
         settings.admin_token = SecretStr(remembered["admin_token"])
         made_up.append("admin token")
+    if settings.secret_key is None:  # signs unsubscribe links; never printed
+        settings.secret_key = SecretStr(remembered["secret_key"])
+        made_up.append("secret key")
     public_url = settings.public_url
     if "JOURNEY_PUBLIC_URL" not in os.environ:
         public_url = f"http://{host}:{port}"
     db = Database(settings.database_url)
     if not _deploy(db, journeys_dir, templates):
         return 1
-    engine = LiveEngine(db, public_url=public_url)
+    engine = LiveEngine(
+        db, public_url=public_url, secret_key=settings.secret_key.get_secret_value()
+    )
     workers = Workers(engine)
     app = create_app(db, settings, on_ingest=workers.wake)
     url = f"http://{host}:{port}"
@@ -113,11 +127,17 @@ def run_embedded(
         )
     }
     where = db.url.split("@")[-1]
+    secret_note = (
+        f"made up, kept in {CREDENTIALS_FILE}; JOURNEY_SECRET_KEY sets your own"
+        if "secret key" in made_up
+        else "from JOURNEY_SECRET_KEY"
+    )
     print(
         f"""
 journey engine running at {url}   (database: {where})
   write key    {write_key}{note["write key"]}
   admin token  {admin}{note["admin token"]}
+  secret key   (signs unsubscribe links; {secret_note})
 
 Send an event:
   curl -u {write_key}: {url}/v1/track -H 'Content-Type: application/json' \\

@@ -13,6 +13,7 @@ fails goes to ``dead_letters`` with its error: it never blocks the others.
 from __future__ import annotations
 
 import logging
+import secrets
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,9 @@ class LiveEngine:
     clock: Clock = utc_now
     public_url: str = DEFAULT_PUBLIC_URL
     batch_size: int = 200
+    #: Signs unsubscribe links (JOURNEY_SECRET_KEY); made up when not given, so links are
+    #: never signed with a guessable key (they are then valid for no server).
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     catalog: DeployedCatalog = field(default_factory=DeployedCatalog)
 
     # -- plumbing --
@@ -377,7 +381,16 @@ class LiveEngine:
             message.attempt,
         )
         try:
-            content = render_message(journey, ref, run, profile, now, self.public_url)
+            content = render_message(
+                journey,
+                ref,
+                run,
+                profile,
+                now,
+                self.public_url,
+                user_key=message.user_key,
+                secret_key=self.secret_key,
+            )
         except RenderError as exc:
             return Delivery(problem=str(exc))
         to = address_of(message.channel, profile)

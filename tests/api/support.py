@@ -15,6 +15,7 @@ from engine.store.schema import StoredEvent
 WRITE_KEY = "wk_live_test"
 OTHER_WRITE_KEY = "wk_second"
 ADMIN_TOKEN = "admin-token-for-tests"
+SECRET_KEY = "secret-key-for-tests-0123456789"
 
 
 def basic(user: str, password: str = "") -> dict[str, str]:

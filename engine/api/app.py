@@ -76,8 +76,10 @@ def _route_of(request: Request) -> str:
 def create_app(
     db: Database, settings: Settings, on_ingest: Callable[[], None] | None = None
 ) -> FastAPI:
-    app = FastAPI(title="journey engine", version="1", docs_url=None, redoc_url=None)
-    app.openapi_url = None  # served below, behind the admin token
+    # The documents are served below, behind the admin token.
+    app = FastAPI(
+        title="journey engine", version="1", docs_url=None, redoc_url=None, openapi_url=None
+    )
     ingestor = Ingestor(db, on_ingest)
     app.state.db = db
     app.state.settings = settings

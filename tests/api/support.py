@@ -66,7 +66,10 @@ def track(message_id: str | None = "m-1", user_id: str = "u42", **extra: Any) ->
 def serve(app: Any, **options: Any) -> Iterator[str]:
     """Serve the ASGI ``app`` with uvicorn on a free 127.0.0.1 port in a background
     thread, for as long as the block runs; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, so asyncio sets TCP_NODELAY on accepted connections (it does so
+    # only for sockets whose protocol says TCP); otherwise every keep-alive answer waits
+    # 40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

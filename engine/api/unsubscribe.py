@@ -16,7 +16,7 @@ browser's ``Accept-Language``, else English.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -28,7 +28,7 @@ from engine.api.segment import TEMPORARY, ApiError, log, read_body
 from engine.rendering import locale_chain
 from engine.settings import Settings
 from engine.signed_links import UnsubscribeLink, read_unsubscribe_token
-from engine.store.consent import Consent, read_consent, unsubscribe
+from engine.store.consent import read_consent, unsubscribe
 from engine.store.database import Database
 
 Language = Literal["en", "zh-CN"]
@@ -128,24 +128,19 @@ def language_of(locale: object, accept_language: str | None) -> Language:
     return "en"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    consent: Consent
-    changed: bool
+#: What a request did: the profile's locale (for the page's language) and the page to show.
+Done = tuple[object, str]
 
 
 def router(db: Database, settings: Settings) -> APIRouter:
     api = APIRouter(tags=["unsubscribe"])
 
-    def link_of(token: str) -> UnsubscribeLink | None:
-        secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
-        return read_unsubscribe_token(secret, token)
-
-    def look(link: UnsubscribeLink) -> Consent:
+    def look(link: UnsubscribeLink) -> Done:
         with db.transaction() as session:
-            return read_consent(session, link.user_key, link.channel)
+            consent = read_consent(session, link.user_key, link.channel)
+        return consent.locale, "already" if consent.unsubscribed else "confirm"
 
-    def act(link: UnsubscribeLink, source: str) -> Outcome:
+    def act(link: UnsubscribeLink, source: str) -> Done:
         with db.transaction() as session:
             before, changed = unsubscribe(
                 session,
@@ -162,41 +157,36 @@ def router(db: Database, settings: Settings) -> APIRouter:
             "done" if changed else "already unsubscribed",
             source,
         )
-        return Outcome(before, changed)
+        return before.locale, "done" if changed else "already"
+
+    async def answer(
+        token: str, request: Request, work: Callable[[UnsubscribeLink], Done]
+    ) -> HTMLResponse:
+        accept = request.headers.get("accept-language")
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
+        link = read_unsubscribe_token(secret, token)
+        if link is None:
+            return page("invalid", language_of(None, accept), status=404)
+        try:
+            locale, state = await run_in_threadpool(work, link)
+        except TEMPORARY as exc:
+            log.error("unsubscribe: the store is unavailable: %s", type(exc).__name__)
+            return page("failed", language_of(None, accept), status=503)
+        return page(state, language_of(locale, accept), link.channel)
 
     @api.get("/unsubscribe/{token}", response_class=HTMLResponse, summary="Confirm an unsubscribe")
     async def confirm(token: str, request: Request) -> HTMLResponse:
         """The page a link opens: asks to confirm (changes nothing)."""
-        accept = request.headers.get("accept-language")
-        link = link_of(token)
-        if link is None:
-            return page("invalid", language_of(None, accept), status=404)
-        try:
-            consent = await run_in_threadpool(look, link)
-        except TEMPORARY as exc:
-            log.error("unsubscribe: lookup failed: %s", type(exc).__name__)
-            return page("failed", language_of(None, accept), status=503)
-        language = language_of(consent.locale, accept)
-        return page("already" if consent.unsubscribed else "confirm", language, link.channel)
+        return await answer(token, request, look)
 
     @api.post("/unsubscribe/{token}", response_class=HTMLResponse, summary="Unsubscribe")
     async def confirmed(token: str, request: Request) -> HTMLResponse:
         """The page's button, or an RFC 8058 one-click POST: unsubscribes."""
-        accept = request.headers.get("accept-language")
-        link = link_of(token)
-        if link is None:
-            return page("invalid", language_of(None, accept), status=404)
         try:
             body = await read_body(request, 1024, "an unsubscribe request")
         except ApiError:
             body = b""  # the body only tells how the request was made
         source = "one_click" if ONE_CLICK in body else "unsubscribe_page"
-        try:
-            outcome = await run_in_threadpool(act, link, source)
-        except TEMPORARY as exc:
-            log.error("unsubscribe: failed: %s", type(exc).__name__)
-            return page("failed", language_of(None, accept), status=503)
-        language = language_of(outcome.consent.locale, accept)
-        return page("done" if outcome.changed else "already", language, link.channel)
+        return await answer(token, request, lambda link: act(link, source))
 
     return api

@@ -38,17 +38,17 @@ class Consent:
         return self.value is False
 
 
-def _subscription(traits: Mapping[str, Any], channel: str) -> Any:
+def _consent(owner: str, traits: Mapping[str, Any], channel: str) -> Consent:
     subscriptions = traits.get("subscriptions")
-    return subscriptions.get(channel) if isinstance(subscriptions, Mapping) else None
+    value = subscriptions.get(channel) if isinstance(subscriptions, Mapping) else None
+    return Consent(owner, value, traits.get("locale"))
 
 
 def read_consent(session: Session, key: str, channel: str) -> Consent:
     """What the profile of ``key``'s owner says about ``channel``, without changing it."""
     owner = owner_of(session, key)
     profile = session.get(Profile, owner)
-    traits = profile.traits if profile is not None else {}
-    return Consent(owner, _subscription(traits, channel), traits.get("locale"))
+    return _consent(owner, profile.traits if profile is not None else {}, channel)
 
 
 def unsubscribe(
@@ -76,7 +76,7 @@ def unsubscribe(
     )
     query = select(Profile).where(Profile.user_key == owner)
     profile = session.scalars(query.with_for_update() if postgres else query).one()
-    before = Consent(owner, _subscription(profile.traits, channel), profile.traits.get("locale"))
+    before = _consent(owner, profile.traits, channel)
     if before.unsubscribed:
         return before, False
     profile.traits = merge_traits(profile.traits, {"subscriptions": {channel: False}})

@@ -255,7 +255,7 @@ def check_call(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tu
         check_replace(owner, args[0], args[1], args[2] if len(args) > 2 else -1)
     if name == "join" and args:
         items = list(args[0])
-        check_size((items, owner * max(len(items) - 1, 0)), "the joined text")
+        _refuse_over(weight(items) + len(owner) * max(len(items) - 1, 0), "the joined text")
         return (items, *args[1:])
     return args
 

@@ -110,6 +110,12 @@ RUNTIME_PAYLOADS = [
     pytest.param(
         "{{ items|join(sep) }}", {"items": ["a"] * 1000, "sep": "-" * 1000}, "joined", id="join"
     ),
+    pytest.param(
+        "{{ sep.join(items) }}",
+        {"items": ["a"] * 10_000, "sep": "-" * 100_000},
+        "joined",
+        id="join-method",
+    ),
 ]
 
 

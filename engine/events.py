@@ -8,11 +8,13 @@ The same JSON is accepted everywhere: the HTTP API, event files and tests
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -28,10 +30,54 @@ MESSAGE_TYPES = ("track", "identify", "page", "screen", "alias", "group")
 
 def _utc(value: datetime) -> datetime:
     """A timestamp without an offset is taken as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValueError("out of range once converted to UTC (years 1 to 9999)") from None
 
 
 Id = Annotated[str, Field(min_length=1, max_length=512)]
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+
+# Text a database cannot hold: NUL (PostgreSQL refuses it in text) and UTF-16 surrogates
+# without a partner (JSON's "\ud800", or the bytes ED A0 80: not Unicode, not storable).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with unstorable characters written as ``\\uXXXX``, safe to log and answer."""
+    return _UNSTORABLE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+def unstorable_text(value: Any) -> tuple[str, str] | None:
+    """The first string or key in a JSON value that no store can hold, as
+    ``(dotted field path, why)``, or None when every string is storable."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if (found := _UNSTORABLE.search(item)) is not None:
+                return printable(path), _why(found.group())
+        elif isinstance(item, dict):
+            children = []
+            for key, child in item.items():
+                where = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and (found := _UNSTORABLE.search(key)) is not None:
+                    return printable(where), "the key " + _why(found.group())
+                children.append((where, child))
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            indexed = [(f"{path}.{i}" if path else str(i), child) for i, child in enumerate(item)]
+            stack.extend(reversed(indexed))
+    return None
+
+
+def _why(character: str) -> str:
+    if character == "\x00":
+        return "contains a NUL character (\\u0000), which cannot be stored"
+    return f"contains an unpaired UTF-16 surrogate (\\u{ord(character):04x}), which is not text"
 
 
 class _Message(BaseModel):
@@ -41,7 +87,7 @@ class _Message(BaseModel):
     userId: Id | None = None
     anonymousId: Id | None = None
     messageId: Id | None = None
-    timestamp: datetime | None = None
+    timestamp: Timestamp | None = None
     context: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -1,8 +1,9 @@
 """Conditions (``where``, ``when``) as sandboxed Jinja2 expressions, compiled once.
 
 Marketers write these, so they run in Jinja2's ``ImmutableSandboxedEnvironment``:
-no access to Python internals, no mutation, no I/O. Names in scope are ``profile``,
-``trigger``, ``event``, ``user_id`` and ``now`` (journey-format section 4).
+no access to Python internals, no mutation, no I/O, and bounded work
+(``engine.template_limits``). Names in scope are ``profile``, ``trigger``, ``event``,
+``user_id`` and ``now`` (journey-format section 4).
 
 A condition that cannot be evaluated (a missing name or attribute, a type error,
 anything the sandbox forbids) is *false*: an author's typo must never start or
@@ -16,7 +17,10 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from engine import template_limits as limits
 
 Scope = Mapping[str, Any]
 
@@ -26,12 +30,55 @@ class JourneySandbox(ImmutableSandboxedEnvironment):
 
     ``a.b`` on a dict prefers the key ``b`` over the dict method of that name, so
     ``properties.items`` or ``traits.values`` reach the data the way authors expect.
+
+    Work is bounded (``engine.template_limits``): the operators, calls and filters that
+    can build big values are weighed, loops and buffers are counted by the generated
+    code, ``range`` is short and ``lipsum`` is gone.
     """
+
+    code_generator_class = limits.LimitedCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    # Called by the generated code (LimitedCodeGenerator).
+    limited_iter = staticmethod(limits.limited_iter)
+    output_buffer = limits.OutputBuffer
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(finalize=limits.check_output, **options)
+        self.globals["range"] = limits.limited_range
+        del self.globals["lipsum"]
+        self.filters = {
+            name: limits.limited_filter(name, function) for name, function in self.filters.items()
+        }
+
+    @staticmethod
+    def limited_text(value: Any) -> Any:
+        return limits.check_size(value, "the joined text")
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        return limits.binop(operator, left, right, self.binop_table[operator])
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        args = limits.check_call(__obj, args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        if isinstance(result, str):
+            limits.check_size(result, "the text a call returned")
+        return result
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        formatter = super().wrap_str_format(value)
+        if formatter is None:
+            return None
+        limits.check_format(value.__self__)
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            return str(limits.check_size(formatter(*args, **kwargs), "the formatted text"))
+
+        return checked
 
 
 def make_sandbox(*, autoescape: bool = False) -> JourneySandbox:
@@ -60,10 +107,11 @@ def compile_condition(source: str) -> Callable[[Scope], bool]:
 
     def condition(scope: Scope) -> bool:
         try:
-            return bool(expression(**scope))
+            with limits.limited(limits.CONDITION):
+                return bool(expression(**scope))
         # A condition that raises is false by contract (journey-format sections 4 and 9);
-        # the sandbox raises SecurityError, StrictUndefined raises UndefinedError, and
-        # comparisons raise TypeError: all mean "not met".
+        # the sandbox raises SecurityError (also for going over a limit), StrictUndefined
+        # raises UndefinedError, and comparisons raise TypeError: all mean "not met".
         except Exception:
             return False
 

@@ -13,13 +13,19 @@ from engine.runs import (
     MessageRef,
     RunState,
 )
+from engine.signed_links import unsubscribe_token
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
-def unsubscribe_url(public_url: str, message_id: str) -> str:
-    """The one-click unsubscribe link of a message; it carries the message id, no PII."""
-    return f"{public_url.rstrip('/')}/unsubscribe/{message_id}"
+def unsubscribe_url(
+    public_url: str, message_id: str, *, user_key: str, channel: str, secret_key: str
+) -> str:
+    """The unsubscribe link of a message: its user (key), channel and id, signed with
+    ``secret_key`` (``JOURNEY_SECRET_KEY``), so no other link can unsubscribe anyone.
+    GET shows a confirmation page; POST, and RFC 8058 one-click POST, unsubscribe."""
+    token = unsubscribe_token(secret_key, user_key, channel, message_id)
+    return f"{public_url.rstrip('/')}/unsubscribe/{token}"
 
 
 def address_of(channel: str, profile: Mapping[str, Any]) -> str | None:
@@ -36,8 +42,15 @@ def render_message(
     profile: Mapping[str, Any],
     now: datetime,
     public_url: str = DEFAULT_PUBLIC_URL,
+    *,
+    user_key: str,
+    secret_key: str,
 ) -> dict[str, str]:
-    """Render every part of ``ref``'s message; raises RenderError (the message then fails)."""
+    """Render every part of ``ref``'s message; raises RenderError (the message then fails).
+
+    ``user_key`` is the key of the user the message is for (the outbox row's ``user_key``)
+    and ``secret_key`` signs its unsubscribe link (``JOURNEY_SECRET_KEY``).
+    """
     node = journey.nodes.get(ref.step)
     channel = get_channel(ref.channel)
     if not isinstance(node, SendNode) or channel is None:
@@ -57,6 +70,12 @@ def render_message(
         "user_id": ref.user_id,
         "now": now,
         "message_id": ref.message_id,
-        "unsubscribe_url": unsubscribe_url(public_url, ref.message_id),
+        "unsubscribe_url": unsubscribe_url(
+            public_url,
+            ref.message_id,
+            user_key=user_key,
+            channel=ref.channel,
+            secret_key=secret_key,
+        ),
     }
     return parts.render(scope)

@@ -25,6 +25,7 @@ import jinja2
 from engine.channels import ChannelSpec
 from engine.errors import RenderError
 from engine.expressions import make_sandbox
+from engine.template_limits import RENDER, limited
 
 MAX_PART_CHARS = 256 * 1024
 HTML_PARTS = frozenset({"html"})
@@ -83,18 +84,19 @@ class MessageParts:
         rendered: dict[str, str] = {}
         # Parts from one template share one context: building contexts dominated rendering.
         contexts: dict[int, jinja2.runtime.Context] = {}
-        for part, source in self.parts.items():
-            try:
-                context = contexts.get(id(source.template))
-                if context is None:
-                    context = contexts[id(source.template)] = _context(source, scope)
-                rendered[part] = _capped(source.chunks(context), part)
-            except RenderError as exc:
-                raise RenderError(f"{self.source}: {exc}") from None
-            # Marketer-written text can fail in many ways (undefined names, type errors,
-            # sandbox refusals); each becomes a failed message, never a crashed run.
-            except Exception as exc:
-                raise RenderError(f"{self.source}: part {part!r}: {_describe(exc)}") from None
+        with limited(RENDER):  # one budget of steps and time for the whole message
+            for part, source in self.parts.items():
+                try:
+                    context = contexts.get(id(source.template))
+                    if context is None:
+                        context = contexts[id(source.template)] = _context(source, scope)
+                    rendered[part] = _capped(source.chunks(context), part)
+                except RenderError as exc:
+                    raise RenderError(f"{self.source}: {exc}") from None
+                # Marketer-written text can fail in many ways (undefined names, type errors,
+                # sandbox refusals, limits); each becomes a failed message, never a crash.
+                except Exception as exc:
+                    raise RenderError(f"{self.source}: part {part!r}: {_describe(exc)}") from None
         return rendered
 
 

@@ -3,6 +3,9 @@
 - ``JOURNEY_DATABASE_URL``: the database (default: the embedded SQLite file, see engine.store).
 - ``JOURNEY_WRITE_KEYS``: comma-separated Segment write keys the tracking API accepts.
 - ``JOURNEY_ADMIN_TOKEN``: bearer token of the admin API (unset: it refuses everyone).
+- ``JOURNEY_SECRET_KEY``: signs the unsubscribe links in messages (at least 16 characters;
+  ``journey run`` makes one up when unset). Every process that sends or answers links needs
+  the same key; changing it makes the links already sent invalid.
 - ``JOURNEY_PUBLIC_URL``: the URL users reach the server at (unsubscribe links).
 - ``JOURNEY_HOST`` / ``JOURNEY_PORT``: where the server listens (default 127.0.0.1:8000).
 - ``JOURNEY_SEND_LEASE``: seconds a dispatcher's claim on a message lasts unless renewed
@@ -11,6 +14,8 @@
 - ``JOURNEY_BROKER_URL``: the Celery broker of ``journey worker`` / ``scheduler`` / ``api``
   (default ``redis://127.0.0.1:6379/0``; any kombu URL, e.g. ``amqp://guest@host//``).
   Doorbell flags live in ``JOURNEY_REDIS_URL``, else in a Redis broker.
+- ``JOURNEY_BODY_TIMEOUT``: seconds a request body may stall before the request is answered
+  408 and its connection closed (default 10).
 - Channel providers, rate limits and circuit breakers: see :mod:`engine.channels.settings`.
 """
 
@@ -24,6 +29,8 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from engine.channels.settings import ChannelSettings
 
+MIN_SECRET_KEY = 16
+
 
 class Settings(ChannelSettings):
     model_config = SettingsConfigDict(env_prefix="JOURNEY_", extra="ignore")
@@ -32,11 +39,13 @@ class Settings(ChannelSettings):
     # NoDecode: the environment holds "k1,k2", not JSON; the validator below splits it.
     write_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     admin_token: SecretStr | None = None
+    secret_key: SecretStr | None = None
     public_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     send_lease: float = Field(default=10.0, ge=1, le=600)
     broker_url: str = "redis://127.0.0.1:6379/0"
+    body_timeout: float = Field(default=10.0, gt=0)
 
     @field_validator("write_keys", mode="before")
     @classmethod
@@ -51,10 +60,17 @@ class Settings(ChannelSettings):
             return [str(key).strip() for key in value if str(key).strip()]
         return value
 
-    @field_validator("admin_token", "database_url", mode="before")
+    @field_validator("admin_token", "secret_key", "database_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_KEY:
+            raise ValueError(f"must be at least {MIN_SECRET_KEY} characters (a random string)")
+        return value
 
     @field_validator("public_url")
     @classmethod

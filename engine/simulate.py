@@ -33,6 +33,7 @@ from engine.runs import (
     ScheduleTimer,
     Suppressed,
 )
+from engine.signed_links import SIMULATION_SECRET_KEY
 
 TraceLine = dict[str, Any]
 
@@ -166,7 +167,16 @@ class Simulation:
     ) -> DeliveryResult:
         ref = command.message
         try:
-            content = render_message(journey, ref, run, user.profile, command.at, self.public_url)
+            content = render_message(
+                journey,
+                ref,
+                run,
+                user.profile,
+                command.at,
+                self.public_url,
+                user_key=user.key,
+                secret_key=SIMULATION_SECRET_KEY,
+            )
         except RenderError as exc:
             self.message_line(
                 user, ref.journey_id, ref.step, ref.channel, "failed", str(exc), None, command.at

@@ -16,6 +16,7 @@ from datetime import timedelta
 from redis import Redis
 
 from engine.channels.config import ChannelSetup, build_channels
+from engine.errors import ConfigurationError
 from engine.live.engine import LiveEngine
 from engine.settings import Settings
 from engine.store.database import Database
@@ -36,6 +37,15 @@ def make_doorbell(settings: Settings, publish: Publish) -> tuple[Doorbell, Redis
     url = flags_url(settings)
     redis = Redis.from_url(url) if url else None
     return Doorbell(publish, redis, lease=settings.send_lease), redis
+
+
+def secret_key(settings: Settings) -> str:
+    """``JOURNEY_SECRET_KEY``: every process that renders or answers links needs the same."""
+    if settings.secret_key is None:
+        raise ConfigurationError(
+            "JOURNEY_SECRET_KEY", "is required: it signs the unsubscribe links in messages"
+        )
+    return settings.secret_key.get_secret_value()
 
 
 @dataclass
@@ -83,6 +93,7 @@ def current(make_settings: Callable[[], Settings] = Settings) -> WorkerContext:
             public_url=settings.public_url,
             send_timeout=settings.send_timeout,
             claim_lease=timedelta(seconds=settings.send_lease),
+            secret_key=secret_key(settings),
         )
         doorbell, redis = make_doorbell(settings, _publish)
         context = WorkerContext(settings, db, channels, engine, doorbell, redis)

@@ -1,12 +1,14 @@
 """The admin API: a user's profile, runs and messages; the deployed journeys.
 
-Every route needs ``Authorization: Bearer <JOURNEY_ADMIN_TOKEN>``; without a configured
-token the admin API refuses everyone. Times are ISO-8601 UTC with ``Z``.
+Every route needs ``Authorization: Bearer <JOURNEY_ADMIN_TOKEN>`` (or HTTP Basic with the
+token as password, which browsers can send); without a configured token the admin API
+refuses everyone. Times are ISO-8601 UTC with ``Z``.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,10 +16,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.api.segment import ApiError
+from engine.api.segment import ApiError, basic_password
 from engine.durations import iso_z
+from engine.events import unstorable_text
 from engine.identity import anonymous_key, display_id, user_key
 from engine.settings import Settings
+from engine.store.consent import consent_history
 from engine.store.database import Database
 from engine.store.schema import Deployment, JourneyVersion, Message, Profile, Run
 from engine.store.users import owner_of
@@ -36,6 +40,34 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip()
 
 
+def admin_token_of(header: str | None) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` or ``Basic <any user>:<token>``."""
+    return bearer_token(header) or basic_password(header)
+
+
+def admin_guard(settings: Settings, *, browser: bool = False) -> Callable[[Request], None]:
+    """A dependency refusing requests without the admin token. ``browser``: the refusal
+    asks for HTTP Basic, so a browser prompts for the token (as the password)."""
+    challenge = 'Basic realm="journey-admin"' if browser else 'Bearer realm="journey-admin"'
+
+    def require_admin(request: Request) -> None:
+        expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
+        given = admin_token_of(request.headers.get("authorization"))
+        if (
+            not expected
+            or given is None
+            or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
+        ):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "a valid admin token is required (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": challenge},
+            )
+
+    return require_admin
+
+
 def has_data(session: Session, key: str) -> bool:
     if session.get(Profile, key) is not None:
         return True
@@ -48,6 +80,8 @@ def has_data(session: Session, key: str) -> bool:
 
 def resolve_user(session: Session, user_id: str) -> str | None:
     """The key of the user ``user_id`` names: as a userId first, then as an anonymousId."""
+    if unstorable_text(user_id) is not None:  # no such id can have been stored
+        return None
     for key in (user_key(user_id), anonymous_key(user_id)):
         owner = owner_of(session, key)
         if has_data(session, owner):
@@ -99,6 +133,17 @@ def user_view(session: Session, key: str, limit: int) -> dict[str, Any]:
             }
             for message in messages
         ],
+        "consent": [
+            {
+                "channel": change.channel,
+                "subscribed": change.subscribed,
+                "previous": change.previous,
+                "source": change.source,
+                "message_id": change.message_id,
+                "at": _iso(change.changed_at),
+            }
+            for change in consent_history(session, key, limit)
+        ],
     }
 
 
@@ -144,22 +189,8 @@ def journeys_view(session: Session) -> dict[str, Any]:
 
 
 def router(db: Database, settings: Settings) -> APIRouter:
-    def require_admin(request: Request) -> None:
-        expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
-        given = bearer_token(request.headers.get("authorization"))
-        if (
-            not expected
-            or given is None
-            or not hmac.compare_digest(given.encode(), expected.encode())
-        ):
-            raise ApiError(
-                401,
-                "unauthorized",
-                "a valid admin token is required (Authorization: Bearer <token>)",
-                headers={"WWW-Authenticate": 'Bearer realm="journey-admin"'},
-            )
-
-    api = APIRouter(prefix="/api", tags=["admin"], dependencies=[Depends(require_admin)])
+    guard = Depends(admin_guard(settings))
+    api = APIRouter(prefix="/api", tags=["admin"], dependencies=[guard])
 
     @api.get("/users/{user_id:path}")
     def get_user(user_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:

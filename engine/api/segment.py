@@ -32,7 +32,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from engine.events import MESSAGE_TYPES
@@ -76,8 +77,8 @@ def too_large(limit: int, what: str) -> ApiError:
 # --------------------------------------------------------------------------- HTTP
 
 
-def basic_user(header: str | None) -> str | None:
-    """The user name of an ``Authorization: Basic`` header (Segment's write key), if any."""
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """(user, password) of an ``Authorization: Basic`` header, if it holds any."""
     if not header:
         return None
     scheme, _, credentials = header.strip().partition(" ")
@@ -85,15 +86,30 @@ def basic_user(header: str | None) -> str | None:
         return None
     try:
         decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    # Headers arrive as Latin-1: "Basic \xff\xfe" is not base64 (ValueError), and
+    # base64 of bytes that are not UTF-8 is no key either (UnicodeDecodeError).
+    except (binascii.Error, ValueError):
         return None
-    return decoded.partition(":")[0]
+    user, _, password = decoded.partition(":")
+    return user, password
+
+
+def basic_user(header: str | None) -> str | None:
+    """The user name of an ``Authorization: Basic`` header (Segment's write key), if any."""
+    credentials = basic_credentials(header)
+    return credentials[0] if credentials else None
+
+
+def basic_password(header: str | None) -> str | None:
+    """The password of an ``Authorization: Basic`` header, if any."""
+    credentials = basic_credentials(header)
+    return credentials[1] if credentials and credentials[1] else None
 
 
 def known_key(key: Any, keys: Iterable[str]) -> bool:
     if not isinstance(key, str) or not key:
         return False
-    candidate = key.encode()
+    candidate = key.encode("utf-8", "surrogatepass")  # a body's key may hold "\ud800"
     found = False
     for known in keys:  # compare with every key: the time does not tell which one matched
         found |= hmac.compare_digest(candidate, known.encode())
@@ -191,20 +207,25 @@ def _unauthorized() -> ApiError:
     )
 
 
+#: Database errors that pass: the store is down, busy or was restarted. Anything else the
+#: database says about a request would be said again, so it must never answer "retry".
+TEMPORARY = (OperationalError, InterfaceError, PoolTimeout, DisconnectionError)
+
+
 async def _store(ingestor: Ingestor, items: list[Any], defaults: dict[str, Any]) -> JSONResponse:
     try:
         result = await run_in_threadpool(ingestor.ingest, items, defaults=defaults)
-    except SQLAlchemyError as exc:
-        log.error("ingest: database error: %s", type(exc).__name__)
+    except TEMPORARY as exc:
+        log.error("ingest: database unavailable: %s", type(exc).__name__)
         raise ApiError(503, "unavailable", "the event store is unavailable; retry later") from None
     body = result.as_json()
-    if not result.rejected:
+    if not result.rejected_count:
         return JSONResponse(body, status_code=200)
     first = result.rejected[0]
-    status = 413 if any(r.too_large for r in result.rejected) else 400
+    status = 413 if result.too_large else 400
     code = "payload_too_large" if status == 413 else "invalid_message"
     where = f"message {first.index}: " if result.received > 1 else ""
-    summary = f"{len(result.rejected)} of {result.received} messages rejected; "
+    summary = f"{result.rejected_count} of {result.received} messages rejected; "
     message = (summary if result.received > 1 else "") + where + first.error
     body.update({"code": code, "message": message, "field": first.field})
     return JSONResponse(body, status_code=status)

@@ -20,7 +20,7 @@ from engine.live.embedded import Workers
 from engine.live.engine import LiveEngine
 from engine.project import SourceTree
 from engine.settings import Settings
-from engine.store.database import DEFAULT_SQLITE_PATH, Database
+from engine.store.database import DEFAULT_SQLITE_PATH, Database, make_private_directory
 from engine.store.deployments import deploy
 
 log = logging.getLogger("journey.run")
@@ -56,18 +56,27 @@ def deploy_directory(journeys_dir: Path, templates: Path | None) -> int:
         db.dispose()
 
 
+#: What ``journey run`` makes up when it is not configured, and how long each is.
+MADE_UP = {"write_key": 18, "admin_token": 24, "secret_key": 32}
+
+
 def _remembered_credentials() -> dict[str, str]:
-    """The write key and admin token made up for this directory, kept across restarts
-    (mode 0600) so SDKs configured with them keep working."""
+    """The write key, admin token and secret key made up for this directory, kept across
+    restarts (mode 0600) so SDKs configured with them, and unsubscribe links already
+    sent, keep working. One missing from the file (written by an older version) is made
+    up and added; the others are kept."""
     path = CREDENTIALS_FILE
+    stored: dict[str, str] = {}
     try:
-        stored = json.loads(path.read_text("utf-8"))
-        if isinstance(stored, dict) and {"write_key", "admin_token"} <= stored.keys():
-            return {k: str(stored[k]) for k in ("write_key", "admin_token")}
+        found = json.loads(path.read_text("utf-8"))
+        if isinstance(found, dict):
+            stored = {k: str(v) for k, v in found.items() if k in MADE_UP and v}
     except (OSError, ValueError):
         pass
-    made = {"write_key": secrets.token_urlsafe(18), "admin_token": secrets.token_urlsafe(24)}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if stored.keys() == MADE_UP.keys():
+        return stored
+    made = {k: stored.get(k) or secrets.token_urlsafe(n) for k, n in MADE_UP.items()}
+    make_private_directory(path.parent)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         json.dump(made, handle)
@@ -75,9 +84,9 @@ def _remembered_credentials() -> dict[str, str]:
 
 
 def remember_credentials(settings: Settings) -> dict[str, str]:
-    """Fill in a write key and admin token where the environment sets none (made up once,
-    kept in ``.data/credentials.json``); returns the ``JOURNEY_*`` variables of the ones
-    made up, for child processes to inherit."""
+    """Fill in a write key, admin token and secret key where the environment sets none
+    (made up once, kept in ``.data/credentials.json``); returns the ``JOURNEY_*`` variables
+    of the ones made up, for child processes to inherit."""
     remembered = _remembered_credentials()
     made_up: dict[str, str] = {}
     if not settings.write_keys:
@@ -86,6 +95,9 @@ def remember_credentials(settings: Settings) -> dict[str, str]:
     if settings.admin_token is None:
         settings.admin_token = SecretStr(remembered["admin_token"])
         made_up["JOURNEY_ADMIN_TOKEN"] = remembered["admin_token"]
+    if settings.secret_key is None:  # signs unsubscribe links; never printed
+        settings.secret_key = SecretStr(remembered["secret_key"])
+        made_up["JOURNEY_SECRET_KEY"] = remembered["secret_key"]
     return made_up
 
 
@@ -110,6 +122,7 @@ def run_embedded(
         for what, env in (
             ("write key", "JOURNEY_WRITE_KEYS"),
             ("admin token", "JOURNEY_ADMIN_TOKEN"),
+            ("secret key", "JOURNEY_SECRET_KEY"),
         )
         if env in made
     ]
@@ -125,12 +138,14 @@ def run_embedded(
     if not _deploy(db, journeys_dir, templates):
         channels.close()
         return 1
+    assert settings.secret_key is not None  # remember_credentials made one up if unset
     engine = LiveEngine(
         db,
         channels.registry,
         public_url=public_url,
         send_timeout=settings.send_timeout,
         claim_lease=timedelta(seconds=settings.send_lease),
+        secret_key=settings.secret_key.get_secret_value(),
     )
     workers = Workers(engine)
     app = create_app(db, settings, on_ingest=workers.wake)
@@ -149,11 +164,17 @@ def run_embedded(
     }
     where = db.url.split("@")[-1]
     channel_lines = "\n".join(f"  {line}" for line in channels.describe())
+    secret_note = (
+        f"made up, kept in {CREDENTIALS_FILE}; JOURNEY_SECRET_KEY sets your own"
+        if "secret key" in made_up
+        else "from JOURNEY_SECRET_KEY"
+    )
     print(
         f"""
 journey engine running at {url}   (database: {where})
   write key    {write_key}{note["write key"]}
   admin token  {admin}{note["admin token"]}
+  secret key   (signs unsubscribe links; {secret_note})
 
 Send an event:
   curl -u {write_key}: {url}/v1/track -H 'Content-Type: application/json' \\

@@ -9,6 +9,7 @@ drives it from threads (``engine.live.embedded``); tests drive it round by round
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,9 @@ class LiveEngine:
     public_url: str = DEFAULT_PUBLIC_URL
     send_timeout: float = 10.0
     claim_lease: timedelta = timedelta(seconds=10)
+    #: Signs unsubscribe links (JOURNEY_SECRET_KEY); made up when not given, so links are
+    #: never signed with a guessable key (but then no server accepts them).
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     catalog: DeployedCatalog = field(init=False)
     inputs: InputService = field(init=False)
     outbox: OutboxService = field(init=False)
@@ -51,6 +55,7 @@ class LiveEngine:
             self.public_url,
             lease=self.claim_lease,
             send_timeout=self.send_timeout,
+            secret_key=self.secret_key,
         )
 
     def apply(self, partitions: Sequence[int] | None = None) -> Work:

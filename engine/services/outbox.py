@@ -131,6 +131,7 @@ class OutboxService:
     send_timeout: float = 10.0
     concurrency: int = 8
     backoff: Backoff = field(default_factory=Backoff)
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
 
     @property
     def max_tries(self) -> int:
@@ -317,8 +318,9 @@ class OutboxService:
             message.channel,
             message.attempt,
         )
+        link = {"user_key": message.user_key, "secret_key": self.secret_key}
         try:
-            content = render_message(journey, ref, run, profile, now, self.public_url)
+            content = render_message(journey, ref, run, profile, now, self.public_url, **link)
         except RenderError as exc:
             return Delivery(problem=str(exc))
         to = address_of(message.channel, profile)
@@ -330,7 +332,9 @@ class OutboxService:
             message.channel,
             to,
             content,
-            unsubscribe_url=unsubscribe_url(self.public_url, message.message_id),
+            unsubscribe_url=unsubscribe_url(
+                self.public_url, message.message_id, channel=message.channel, **link
+            ),
             locale=str(profile["locale"]) if isinstance(profile.get("locale"), str) else None,
         )
         return Delivery(outbound)

@@ -5,6 +5,12 @@ the commit, ``on_ingest`` is told which partitions got new events (a doorbell). 
 message gets a ``messageId`` (uuid4) and a ``timestamp`` (the receive time) when it
 has none; one already stored under its ``messageId`` is a duplicate, counted, not an
 error. The rows are ``pending`` until the engine applies them.
+
+Whatever an item holds, it is either stored or rejected naming its field, the same way on
+SQLite and PostgreSQL: text no store can hold (NUL, unpaired surrogates) is refused before
+the insert, and should the database still refuse a row for its content, the rows are
+inserted one by one so only that row is rejected. A result lists the first
+``MAX_REPORTED`` rejections and counts them all, and the log gets one summary line.
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ from typing import Any
 import orjson
 from sqlalchemy import Insert
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session
 
 from engine.durations import iso_z
 from engine.errors import EngineError, InvalidMessage
-from engine.events import Event, parse_message
+from engine.events import Event, parse_message, printable, unstorable_text
 from engine.store.database import Database
 from engine.store.partitions import partition_of, routing_key
 from engine.store.schema import StoredEvent
@@ -34,6 +41,11 @@ log = logging.getLogger("journey.ingest")
 
 KB = 1024
 MAX_MESSAGE_BYTES = 32 * KB  # one message (Segment's limit)
+#: Rejections listed in a result (and an answer); the rest are only counted, so a batch
+#: of 250,000 bad items gets a short answer.
+MAX_REPORTED = 100
+#: Rejections named in the log's summary line.
+MAX_LOGGED = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,36 +70,74 @@ class IngestResult:
     received: int = 0
     accepted: int = 0  # valid messages, new or already stored
     stored: int = 0  # newly stored now
-    rejected: list[Rejection] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)  # the first MAX_REPORTED
+    rejected_count: int = 0  # all of them
+    too_large: bool = False  # some item was over MAX_MESSAGE_BYTES
 
     @property
     def duplicates(self) -> int:
         return self.accepted - self.stored
 
+    def reject(self, rejection: Rejection) -> None:
+        self.rejected_count += 1
+        self.too_large |= rejection.too_large
+        if len(self.rejected) < MAX_REPORTED:
+            self.rejected.append(rejection)
+
     def as_json(self) -> dict[str, Any]:
         return {
-            "success": not self.rejected,
+            "success": not self.rejected_count,
             "received": self.received,
             "accepted": self.accepted,
             "stored": self.stored,
             "duplicates": self.duplicates,
             "rejected": [r.as_json() for r in self.rejected],
+            "rejected_count": self.rejected_count,
         }
+
+    def log_summary(self) -> None:
+        named = "; ".join(
+            f"index={r.index} messageId={r.message_id or '-'} field={r.field or '-'}"
+            for r in self.rejected[:MAX_LOGGED]
+        )
+        more = self.rejected_count - min(len(self.rejected), MAX_LOGGED)
+        log.info(
+            "ingest: received=%d accepted=%d stored=%d duplicates=%d rejected=%d%s",
+            self.received,
+            self.accepted,
+            self.stored,
+            self.duplicates,
+            self.rejected_count,
+            f" ({named}{f'; {more} more' if more else ''})" if named else "",
+        )
 
 
 def _message_id_of(item: Any) -> str | None:
     if isinstance(item, dict):
         value = item.get("messageId")
         if isinstance(value, str | int) and not isinstance(value, bool):
-            return str(value)
+            return printable(str(value))[:512]
     return None
 
 
-def _json_size(item: Any) -> int:
+def _json_size(item: Any) -> tuple[int, bool]:
+    """The size of ``item`` as compact UTF-8 JSON, and whether it may hold text no store
+    can hold (then :func:`~engine.events.unstorable_text` says where)."""
     try:
-        return len(orjson.dumps(item))
-    except orjson.JSONEncodeError:  # an integer beyond 64 bits
-        return len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+        data = orjson.dumps(item)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, or a lone surrogate
+        text = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+        return len(text.encode("utf-8", "surrogatepass")), True
+    return len(data), b"\\u0000" in data
+
+
+def _refused_by_the_store(exc: SQLAlchemyError) -> bool:
+    """Whether the database refused a statement for the data in it (a row would be refused
+    again), as opposed to being unavailable (worth a retry)."""
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    # Raised while binding parameters, before the database saw anything.
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
 
 
 def _row(event: Event, payload: dict[str, Any], received_at: datetime) -> dict[str, Any]:
@@ -170,11 +220,17 @@ class Ingestor:
         received_at = (now or datetime.now(UTC)).astimezone(UTC)
         result = IngestResult(received=len(items))
         rows: list[dict[str, Any]] = []
+        indexes: list[int] = []  # the item each row came from
         seen: set[str] = set()
+        defaults_suspect = bool(defaults) and _json_size(dict(defaults or {}))[1]
         for index, item in enumerate(items):
-            size = _json_size(item)
+            try:
+                size, suspect = _json_size(item)
+            except RecursionError:
+                result.reject(Rejection(index, None, "", "nested too deeply"))
+                continue
             if size > MAX_MESSAGE_BYTES:
-                result.rejected.append(
+                result.reject(
                     Rejection(
                         index,
                         _message_id_of(item),
@@ -186,9 +242,11 @@ class Ingestor:
                 continue
             payload = _prepared(item, defaults, received_at)
             try:
+                if (suspect or defaults_suspect) and (bad := unstorable_text(payload)):
+                    raise InvalidMessage(*bad)
                 event = parse_message(payload)
             except InvalidMessage as exc:
-                result.rejected.append(Rejection(index, _message_id_of(item), exc.field, str(exc)))
+                result.reject(Rejection(index, _message_id_of(item), exc.field, str(exc)))
                 continue
             result.accepted += 1
             if event.message_id in seen:
@@ -196,33 +254,44 @@ class Ingestor:
             seen.add(event.message_id)
             assert isinstance(payload, dict)
             rows.append(_row(event, payload, received_at))
+            indexes.append(index)
         partitions: set[int] = set()
         if rows:
-            with self.db.transaction() as session:
-                inserted = insert_events(session, rows)
+            inserted = self._insert(rows, indexes, result)
             result.stored = len(inserted)
             partitions = {row["partition"] for row in rows if row["message_id"] in inserted}
-        log.info(
-            "ingest: received=%d accepted=%d stored=%d duplicates=%d rejected=%d",
-            result.received,
-            result.accepted,
-            result.stored,
-            result.duplicates,
-            len(result.rejected),
-        )
-        for rejection in result.rejected:
-            log.info(
-                "ingest: rejected index=%d messageId=%s field=%s",
-                rejection.index,
-                rejection.message_id,
-                rejection.field or "-",
-            )
+        result.log_summary()
         if result.stored and self.on_ingest is not None:
             try:
                 self.on_ingest(partitions)
             except Exception as exc:  # the events are committed; the consumer polls anyway
                 log.error("ingest: on_ingest failed: %s", type(exc).__name__)
         return result
+
+    def _insert(
+        self, rows: list[dict[str, Any]], indexes: list[int], result: IngestResult
+    ) -> set[str]:
+        """Insert ``rows`` in one transaction; if the database refuses one for its content,
+        insert them one by one and reject the refused ones. Returns the new message ids."""
+        try:
+            with self.db.transaction() as session:
+                return insert_events(session, rows)
+        except SQLAlchemyError as exc:
+            if not _refused_by_the_store(exc):
+                raise  # unavailable: the caller answers "retry later"
+            log.warning("ingest: the store refused a batch (%s); one by one", type(exc).__name__)
+        stored: set[str] = set()
+        for index, row in zip(indexes, rows, strict=True):
+            try:
+                with self.db.transaction() as session:
+                    stored |= insert_events(session, [row])
+            except SQLAlchemyError as exc:
+                if not _refused_by_the_store(exc):
+                    raise
+                result.accepted -= 1
+                why = f"the event store refused this message ({type(exc).__name__})"
+                result.reject(Rejection(index, printable(row["message_id"]), "", why))
+        return stored
 
 
 def _prepared(item: Any, defaults: Mapping[str, Any] | None, received_at: datetime) -> Any:

@@ -252,3 +252,20 @@ class DeadLetter(Base):
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime]
     replayed_at: Mapped[datetime | None]
+
+
+class ConsentChange(Base):
+    """A change of a user's consent to a channel made outside the event stream (an
+    unsubscribe link), with the value it replaced; ``engine.store.consent`` writes it."""
+
+    __tablename__ = "consent_changes"
+    id: Mapped[int] = mapped_column(SeqId, primary_key=True, autoincrement=True)
+    user_key: Mapped[str] = mapped_column(String(ID))  # the profile's owner at the time
+    channel: Mapped[str] = mapped_column(String(32))
+    subscribed: Mapped[bool]
+    previous: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)  # as it was
+    source: Mapped[str] = mapped_column(String(32))  # unsubscribe_page | one_click
+    message_id: Mapped[str | None] = mapped_column(String(64))  # whose link was used
+    changed_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_consent_changes_user_key_changed_at", "user_key", "changed_at"),)

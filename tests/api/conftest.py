@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from engine.api import create_app
 from engine.settings import Settings
 from engine.store.database import Database
-from tests.api.support import ADMIN_TOKEN, OTHER_WRITE_KEY, WRITE_KEY
+from tests.api.support import ADMIN_TOKEN, OTHER_WRITE_KEY, SECRET_KEY, WRITE_KEY
 
 
 class Wakes:
@@ -31,6 +31,7 @@ def settings() -> Settings:
     return Settings(
         write_keys=[WRITE_KEY, OTHER_WRITE_KEY],
         admin_token=ADMIN_TOKEN,
+        secret_key=SECRET_KEY,
         public_url="http://127.0.0.1:8000",
     )
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import base64
 import gzip
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
+import uvicorn
 from sqlalchemy import select
 
 from engine.store.database import Database
@@ -15,6 +21,7 @@ from engine.store.schema import StoredEvent
 WRITE_KEY = "wk_live_test"
 OTHER_WRITE_KEY = "wk_second"
 ADMIN_TOKEN = "admin-token-for-tests"
+SECRET_KEY = "secret-key-for-tests-0123456789"
 
 
 def basic(user: str, password: str = "") -> dict[str, str]:
@@ -53,3 +60,30 @@ def track(message_id: str | None = "m-1", user_id: str = "u42", **extra: Any) ->
         message["messageId"] = message_id
     message.update(extra)
     return message
+
+
+@contextmanager
+def serve(app: Any, **options: Any) -> Iterator[str]:
+    """Serve the ASGI ``app`` with uvicorn on a free 127.0.0.1 port in a background
+    thread, for as long as the block runs; yields the base URL."""
+    # IPPROTO_TCP named, so asyncio sets TCP_NODELAY on accepted connections (it does so
+    # only for sockets whose protocol says TCP); otherwise every keep-alive answer waits
+    # 40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, **options)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

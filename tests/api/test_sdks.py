@@ -7,9 +7,6 @@ write key, gzip for RudderStack by default), and the rows land in the events tab
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +16,6 @@ from typing import Any
 import pytest
 import rudderstack.analytics as rudder_analytics  # type: ignore[import-untyped]
 import segment.analytics as segment_analytics  # type: ignore[import-untyped]
-import uvicorn
 from fastapi import FastAPI
 from rudderstack.analytics.client import Client as RudderClient  # type: ignore[import-untyped]
 from rudderstack.analytics.request import APIError as RudderAPIError  # type: ignore[import-untyped]
@@ -29,7 +25,7 @@ from segment.analytics.request import APIError as SegmentAPIError  # type: ignor
 from engine.events import parse_message
 from engine.store.database import Database
 from tests.api.conftest import Wakes
-from tests.api.support import WRITE_KEY, events
+from tests.api.support import WRITE_KEY, events, serve
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
@@ -66,24 +62,8 @@ class Server:
 @pytest.fixture
 def server(app: FastAPI) -> Iterator[Server]:
     recorder = Recorder(app)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(recorder, log_level="warning", lifespan="off", access_log=False)
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield Server(f"http://127.0.0.1:{port}", recorder)
-    finally:
-        uv.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve(recorder) as url:
+        yield Server(url, recorder)
 
 
 def send_everything(sdk: Any, prefix: str) -> None:

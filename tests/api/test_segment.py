@@ -56,6 +56,7 @@ def test_track_is_stored_and_committed_before_the_answer(
         "stored": 1,
         "duplicates": 0,
         "rejected": [],
+        "rejected_count": 0,
     }
     [row] = events(db)
     assert row.message_id == "m-1"

@@ -325,3 +325,37 @@ def test_to_is_null_when_there_is_no_address(p):
     )
     (msg,) = res.messages()
     assert (msg["status"], msg["reason"], msg["to"]) == ("suppressed", "no_address", None)
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ("Hi\n{{ 'x' * 10**8 }}", "repeating"),
+        ("{{ range(10**5)|list|join * 10000 }}", "range"),
+        ("{{ lipsum(10**6) }}", "lipsum"),
+    ],
+)
+def test_validate_reports_templates_over_the_limits(p, compile_error, body, why):
+    p.template("cart/nudge.sms.j2", body)
+    _send_journey(p, "sms")
+    res = p.validate()
+    compile_error(res, "nudge.sms.j2", why)
+    assert "over the template limits" in res.both
+
+
+def test_validate_reports_conditions_over_the_limits(p, compile_error):
+    p.template("cart/nudge.sms.j2", "hi")
+    p.journey(
+        """
+        id: cart
+        name: Cart
+        trigger: {event: Product Added, where: "(range(10**6)|list|length) > 0"}
+        start: nudge
+        steps:
+          nudge:
+            send: {channel: sms, template: cart/nudge}
+            next: end
+        """
+    )
+    res = p.validate()
+    compile_error(res, "cart.yaml", "range")

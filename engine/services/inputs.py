@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from engine.events import Event, parse_message
 from engine.identity import anonymous_key, user_key
+from engine.services.poison import Attempts, WorkerDied
 from engine.services.session import open_processor
 from engine.services.work import Clock, Work, dead_letter, is_passing
 from engine.store.database import Database
@@ -101,6 +102,16 @@ class Batch:
     stop_at: dict[str, Order] = field(default_factory=dict)
     more: bool = False  # inputs were left for the next round
 
+    def without(self, partitions: Sequence[int]) -> Batch:
+        """This batch less the inputs of ``partitions`` (they stay claimed, untouched)."""
+        left = set(partitions)
+        return Batch(
+            [p for p in self.partitions if p not in left],
+            [i for i in self.inputs if i.partition not in left],
+            self.stop_at,
+            True,
+        )
+
 
 @dataclass
 class InputService:
@@ -113,19 +124,34 @@ class InputService:
     per_user: int = 100  # inputs of one user per round
     max_inputs: int = 2000  # inputs per round (at least one partition's, whatever its size)
 
+    attempts: Attempts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.attempts = Attempts(self.db)
+
     def handle(self, partitions: Sequence[int] | None = None) -> Work:
         """One round: claim (any partitions with work, or those named), apply, release."""
         now = self.clock()
         batch = Batch()
+        risky: list[int] = []
         try:
             with self.db.transaction() as session:
                 batch = self.claim(session, now, partitions)
                 if not batch.inputs:
                     return Work(more=batch.more)
-                work = self.apply(session, batch, now)
+                before = self.attempts.begin(batch.partitions)
+                risky = [p for p, count in before.items() if count.risky]
+                if risky:  # rounds over them keep killing workers: one input at a time
+                    log.warning("partitions %s killed their workers; going carefully", risky)
+                    batch = batch.without(risky)
+                work = self.apply(session, batch, now) if batch.inputs else Work()
+                self.attempts.cleared(session, batch.partitions)
             work.more = batch.more
+            for partition in risky:
+                work += self._one_by_one(partition, self.max_inputs, careful=True)
             return work
         except Exception as exc:
+            self.attempts.forget(batch.partitions)
             if is_passing(exc) or not batch.inputs:
                 raise
             log.warning(
@@ -334,8 +360,9 @@ class InputService:
 
     # -- isolating a failure --
 
-    def _one_by_one(self, partition: int, budget: int) -> Work:
-        """Apply ``partition``'s inputs one per transaction, setting aside any that fails."""
+    def _one_by_one(self, partition: int, budget: int, careful: bool = False) -> Work:
+        """Apply ``partition``'s inputs one per transaction, setting aside any that fails
+        (``careful``: or that killed a worker when it was tried alone before)."""
         work = Work()
         for _ in range(budget):
             now = self.clock()
@@ -345,9 +372,22 @@ class InputService:
                 with self.db.transaction() as session:
                     batch = self.claim(session, now, [partition], first=True)
                     if not batch.inputs:
+                        self.attempts.cleared(session, [partition])
                         return work
                     first = batch.inputs[0]
+                    if careful:
+                        before = self.attempts.begin([partition], first.ref)[partition]
+                        if before.killed(first.ref):
+                            died = WorkerDied(
+                                f"its worker died applying it ({before.attempts} tries)"
+                            )
+                            self._set_aside(session, first, died)
+                            self.attempts.still_careful(session, partition)
+                            work.dead += 1
+                            continue
                     done = self.apply(session, batch, now)
+                    if careful:
+                        self.attempts.still_careful(session, partition)
                 work += done
                 if not done.events + done.timers:
                     return work  # it waits for a later round

@@ -27,8 +27,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -60,6 +60,8 @@ log = logging.getLogger("journey.dispatch")
 
 #: Seconds the dispatcher waits for a provider call beyond ``send_timeout``.
 GRACE = 2.0
+#: Seconds between recording the results that came in (a crash repeats at most these).
+RECORD_EVERY = 0.2
 
 
 @dataclass
@@ -145,8 +147,12 @@ class OutboxService:
         with LeaseKeeper(self.db, claim.token, self.lease, self.clock):
             self.give_up(claim)
             self.prepare(claim)
-            self.send(claim)
-            self.record(claim)
+            unsendable = [i for i, d in claim.deliveries.items() if d.outbound is None]
+            self.record(claim, unsendable)
+            # Results are recorded as they come in: the fewer calls made but not yet
+            # recorded, the fewer a crash can repeat.
+            for settled in self._sending(claim):
+                self.record(claim, settled)
         return claim.work
 
     def claim(self, channels: Sequence[str] | None = None) -> Claim:
@@ -229,10 +235,13 @@ class OutboxService:
 
     def send(self, claim: Claim) -> None:
         """Call the providers, ``concurrency`` at a time, each within ``send_timeout``."""
-        self._send_all(list(claim.deliveries.values()))
+        for _ in self._sending(claim):
+            pass
 
-    def record(self, claim: Claim) -> None:
-        """Write how each delivery went and move the runs on, where the claim is still ours."""
+    def record(self, claim: Claim, message_ids: Sequence[str] | None = None) -> None:
+        """Write how each delivery went (of ``message_ids``, or all) and move the runs on,
+        where the claim is still ours."""
+        ids = list(claim.deliveries) if message_ids is None else list(message_ids)
 
         def record(session: Session, batch: list[str]) -> None:
             now = self.clock()
@@ -253,7 +262,7 @@ class OutboxService:
             book.flush()
             claim.work.channels |= effects.due_channels  # fallbacks queued on other channels
 
-        claim.work.dead += self._isolated(list(claim.deliveries), record, claim)
+        claim.work.dead += self._isolated(ids, record, claim)
 
     def next_due(self) -> datetime | None:
         """When the earliest waiting message comes due, or a claim runs out."""
@@ -339,10 +348,10 @@ class OutboxService:
         )
         return Delivery(outbound)
 
-    def _send_all(self, deliveries: list[Delivery]) -> None:
-        """Call the providers, ``concurrency`` at a time, each within ``send_timeout``
-        (and ``GRACE``)."""
-        todo = [d for d in deliveries if d.outbound is not None]
+    def _sending(self, claim: Claim) -> Iterator[list[str]]:
+        """Call the providers, ``concurrency`` at a time, each within ``send_timeout`` (and
+        ``GRACE``); yields the ids of the messages whose calls ended, a few at a time."""
+        todo = {i: d for i, d in claim.deliveries.items() if d.outbound is not None}
         if not todo:
             return
         threads = min(self.concurrency, len(todo))
@@ -352,19 +361,20 @@ class OutboxService:
         pool = ThreadPoolExecutor(threads, "journey-send")
         batch_deadline = time.monotonic() + patience * (-(-len(todo) // threads) + 1)
         try:
-            running: dict[Future[None], Delivery] = {
-                pool.submit(d.send, self.senders): d for d in todo
+            running: dict[Future[None], str] = {
+                pool.submit(d.send, self.senders): i for i, d in todo.items()
             }
             while running:
-                done, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
-                for future in done:
-                    running.pop(future)
+                done, _ = wait(running, timeout=RECORD_EVERY, return_when=ALL_COMPLETED)
+                settled = [running.pop(future) for future in done]
                 now = time.monotonic()
-                for future, delivery in list(running.items()):
-                    started = delivery.started
+                for future, message_id in list(running.items()):
+                    started = todo[message_id].started
                     if (started is not None and started < now - patience) or (now > batch_deadline):
-                        delivery.time_out(patience)
-                        running.pop(future)
+                        todo[message_id].time_out(patience)
+                        settled.append(running.pop(future))
+                if settled:
+                    yield settled
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 

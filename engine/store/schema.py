@@ -269,3 +269,19 @@ class ConsentChange(Base):
     changed_at: Mapped[datetime]
 
     __table_args__ = (Index("ix_consent_changes_user_key_changed_at", "user_key", "changed_at"),)
+
+
+class ClaimAttempt(Base):
+    """Rounds over a partition that began and never committed: the worker died mid-round.
+
+    Counted in a transaction of its own before a round applies anything, and cleared by
+    the round's commit, so what is left counts consecutive deaths. A partition that keeps
+    killing its workers is applied one input at a time, and the input that killed a worker
+    on its own is set aside as a dead letter instead of looping (``engine.services.poison``).
+    """
+
+    __tablename__ = "claim_attempts"
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    attempts: Mapped[int]
+    ref: Mapped[str | None] = mapped_column(String(ID))  # the input tried alone, if one was
+    updated_at: Mapped[datetime]

@@ -219,7 +219,7 @@ def test_three_processes_apply_each_event_once(cluster_of: Callable[[int], Clust
     load.send([go(u, n) for u in hot for n in range(1, 201)])
     burst.join()
     goes.update({u: 200 for u in hot})
-    settle(cluster, load, goes, within=10)
+    settle(cluster, load, goes, within=15)
     check_exactly_once(cluster, load, goes)
 
 
@@ -251,6 +251,8 @@ def test_kill_9_every_two_seconds_loses_and_repeats_nothing(
             load.send([go(u, n) for u in chunk[:2] for n in range(1, 51)])
             goes.update({u: 50 for u in chunk[:2]})
         time.sleep(4)  # keep killing while the last timers come due
+        while kills["kills"] < 3:  # a slow machine kills less often: make it three at least
+            time.sleep(0.5)
     finally:
         stop.set()
         chaotic.join()

@@ -77,12 +77,15 @@ def deploy(db: Database, tree: SourceTree, now: datetime | None = None) -> Deplo
 class DeployedCatalog:
     """The processor's Catalog over the deployments table (thread-safe).
 
-    ``refresh`` reads the newest deployment in the caller's transaction; a version that
-    is not compiled yet is loaded in a short session of the catalog's own.
+    ``refresh`` reads the newest deployment in the caller's transaction. A version that is
+    not compiled yet is read in the transaction the calling thread last refreshed in while
+    it is still open (on SQLite a process has one connection: a second transaction would
+    wait for the first), else in a short session of the catalog's own.
     """
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._local = threading.local()
         self._lock = threading.Lock()
         self._projects: dict[int, Project] = {}
         self._current_id: int | None = None
@@ -90,6 +93,7 @@ class DeployedCatalog:
 
     def refresh(self, session: Session) -> bool:
         """Load the newest deployment if it changed; True when it did."""
+        self._local.session = session
         latest = session.scalar(select(func.max(Deployment.id)))
         if latest is None:
             raise EngineError("nothing is deployed: run `journey deploy DIR` first")
@@ -114,16 +118,26 @@ class DeployedCatalog:
         found = self._versions.get((journey_id, version))
         if found is not None:
             return found
+        current: Session | None = getattr(self._local, "session", None)
+        if current is not None and current.in_transaction():
+            with self._lock:
+                return self._compile(current, journey_id, version)
         with self._lock, self.db.sessions() as session:
-            row = session.get(JourneyVersion, (journey_id, version))
-            if row is None:
-                raise EngineError(f"journey {journey_id!r} version {version!r} was never deployed")
-            project = self._project(session, row.deployment_id)
-            journey = project.journeys.get(journey_id)
-            if journey is None or journey.version != version:
-                raise EngineError(f"deployment {row.deployment_id} lost {journey_id!r} {version!r}")
-            self._versions[(journey_id, version)] = journey
-            return journey
+            return self._compile(session, journey_id, version)
+
+    def _compile(self, session: Session, journey_id: str, version: str) -> CompiledJourney:
+        found = self._versions.get((journey_id, version))
+        if found is not None:
+            return found
+        row = session.get(JourneyVersion, (journey_id, version))
+        if row is None:
+            raise EngineError(f"journey {journey_id!r} version {version!r} was never deployed")
+        project = self._project(session, row.deployment_id)
+        journey = project.journeys.get(journey_id)
+        if journey is None or journey.version != version:
+            raise EngineError(f"deployment {row.deployment_id} lost {journey_id!r} {version!r}")
+        self._versions[(journey_id, version)] = journey
+        return journey
 
     def _project(self, session: Session, deployment_id: int) -> Project:
         if deployment_id not in self._projects:

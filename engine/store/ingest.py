@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +24,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session
 
@@ -156,47 +155,62 @@ def _row(event: Event, payload: dict[str, Any], received_at: datetime) -> dict[s
     }
 
 
-def _rows_per_statement(dialect: str) -> int:
-    columns = 10
-    if dialect == "sqlite":
-        # SQLITE_MAX_VARIABLE_NUMBER: 999 before SQLite 3.32, 32766 since.
-        version = tuple(int(part) for part in sqlite3.sqlite_version.split(".")[:2])
-        limit = 999 if version < (3, 32) else 32766
-    else:
-        limit = 65535
-    return max(1, min(1000, limit // columns))
+#: The columns an event row is inserted with, in order.
+COLUMNS = (
+    "message_id",
+    "type",
+    "user_id",
+    "anonymous_id",
+    "user_key",
+    "partition",
+    "timestamp",
+    "received_at",
+    "payload",
+    "status",
+)
+# PostgreSQL: the rows go as one JSON document, turned back into rows by the server. The
+# statement is the same whatever the batch, and nothing is escaped value by value.
+_FROM_JSON = text(
+    "INSERT INTO events (" + ", ".join(COLUMNS) + ") "
+    "SELECT " + ", ".join(COLUMNS) + " FROM json_to_recordset(CAST(:rows AS json)) AS r("
+    "message_id text, type text, user_id text, anonymous_id text, user_key text, "
+    "partition integer, timestamp timestamptz, received_at timestamptz, payload json, "
+    "status text) ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
+)
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text, datetimes as ISO 8601 (orjson; the standard library for what
+    orjson refuses, such as integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), default=datetime.isoformat
+        )
 
 
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Insert ``rows`` into ``events``, ignoring message ids already there.
+    """Insert ``rows`` into ``events``, ignoring message ids already there; returns the
+    message ids actually inserted.
 
-    One ``INSERT ... ON CONFLICT (message_id) DO NOTHING RETURNING message_id`` per chunk
-    (a whole SDK batch is one statement). Returns the message ids actually inserted.
+    PostgreSQL: one ``INSERT ... SELECT FROM json_to_recordset(...) ON CONFLICT DO NOTHING
+    RETURNING``, the rows as one JSON document. SQLite: the same insert, executed for all
+    rows at once (SQLAlchemy sends them in multi-row statements).
     """
     if not rows:
         return set()
     dialect = session.get_bind().dialect.name
-    inserted: set[str] = set()
-    step = _rows_per_statement(dialect)
-    for start in range(0, len(rows), step):
-        chunk = list(rows[start : start + step])
-        stmt: Insert
-        if dialect == "postgresql":
-            stmt = (
-                postgresql.insert(StoredEvent)
-                .values(chunk)
-                .on_conflict_do_nothing(index_elements=[StoredEvent.message_id])
-            )
-        elif dialect == "sqlite":
-            stmt = (
-                sqlite.insert(StoredEvent)
-                .values(chunk)
-                .on_conflict_do_nothing(index_elements=[StoredEvent.message_id])
-            )
-        else:  # pragma: no cover - the store supports SQLite and PostgreSQL only
-            raise EngineError(f"unsupported database dialect {dialect!r}")
-        inserted.update(session.scalars(stmt.returning(StoredEvent.message_id)))
-    return inserted
+    if dialect == "postgresql":
+        return set(session.scalars(_FROM_JSON, {"rows": json_text(list(rows))}))
+    if dialect != "sqlite":  # pragma: no cover - the store supports SQLite and PostgreSQL
+        raise EngineError(f"unsupported database dialect {dialect!r}")
+    stmt = (
+        sqlite.insert(StoredEvent)
+        .on_conflict_do_nothing(index_elements=[StoredEvent.message_id])
+        .returning(StoredEvent.message_id)
+    )
+    return set(session.scalars(stmt, list(rows)))
 
 
 class Ingestor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -408,3 +409,21 @@ def test_a_frequency_cap_holds_between_sends_of_one_batch(
     apply_until_idle(live)  # one event starts both journeys in the same batch
     outcome = sorted((m.journey_id, m.status, m.reason) for m in messages(db))
     assert outcome == [("first", "sent", None), ("second", "suppressed", "frequency_cap")]
+
+
+def test_a_restarted_engine_compiles_an_old_version_its_runs_are_pinned_to(
+    db: Database, clock: Clock, tmp_path: Path
+) -> None:
+    """A new engine (nothing compiled yet) meets a run of the version before the current
+    one in the middle of a round: it compiles that version inside the round (on SQLite,
+    on the process's one connection, without waiting for a second one)."""
+    deploy(db, write_journey(tmp_path, NUDGE.format(text="version one")), now=clock())
+    Ingestor(db).ingest([identify("old", phone="+1"), track("old", "Started", "m1")], now=clock())
+    apply_until_idle(LiveEngine(db, clock=clock))
+    deploy(db, write_journey(tmp_path, NUDGE.format(text="version two")), now=clock())
+    clock.advance(timedelta(hours=1))
+    started = time.monotonic()
+    apply_until_idle(LiveEngine(db, clock=clock))  # as after a restart
+    assert time.monotonic() - started < 10
+    (message,) = messages(db)
+    assert message.status == "sent" and (message.content or {}).get("text") == "version one"

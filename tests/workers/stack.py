@@ -154,7 +154,15 @@ class ApiProcess(EngineProcess):
 class Stack:
     """API processes, workers and a scheduler on one database, broker and pair of fakes."""
 
-    def __init__(self, root: Path, database_url: str, *, apis: int = 2, workers: int = 2) -> None:
+    def __init__(
+        self,
+        root: Path,
+        database_url: str,
+        *,
+        apis: int = 2,
+        workers: int = 2,
+        schedulers: int = 1,
+    ) -> None:
         self.root = root
         self.database_url = database_url
         self.exits = ExitStack()
@@ -196,11 +204,13 @@ class Stack:
             Process(f"worker{i}", ["worker", "--concurrency", "2"], self.env, root)
             for i in range(workers)
         ]
-        self.scheduler = Process("scheduler", ["scheduler"], self.env, root)
+        self.schedulers = [
+            Process(f"scheduler{i}", ["scheduler"], self.env, root) for i in range(schedulers)
+        ]
         self.db: Engine = create_engine(database_url, poolclass=NullPool)
 
     def start(self) -> None:
-        for process in (*self.workers, self.scheduler):
+        for process in (*self.workers, *self.schedulers):
             process.start()
         for api in self.apis:
             api.launch()
@@ -208,13 +218,13 @@ class Stack:
             api.wait_ready(60)
 
     def stop(self) -> None:
-        for process in (*self.apis, *self.workers, self.scheduler):
+        for process in (*self.apis, *self.workers, *self.schedulers):
             process.stop()
         self.db.dispose()
         self.exits.close()
 
     def logs(self) -> str:
-        parts = [f"--- {p.name}\n{p.tail()}" for p in (*self.workers, self.scheduler)]
+        parts = [f"--- {p.name}\n{p.tail()}" for p in (*self.workers, *self.schedulers)]
         return "\n".join(parts + [f"--- {a.log.name}\n{a.tail(1000)}" for a in self.apis])
 
     # -- what happened --

@@ -37,15 +37,14 @@ from engine.graph import (
     WaitNode,
     listened_names,
 )
-from engine.yaml_source import Path as DataPath
-from engine.yaml_source import YamlDocument
+from engine.source import DataPath, SourceDocument
 
 _STEP_ADAPTER: TypeAdapter[Any] = TypeAdapter(spec.Step)
 _STEP_NAME = re.compile(spec.NAME_PATTERN)
 
 
 class _JourneyCompiler:
-    def __init__(self, doc: YamlDocument, templates: TemplateChecker) -> None:
+    def __init__(self, doc: SourceDocument, templates: TemplateChecker) -> None:
         self.sends = SendCompiler(templates, self.error, doc.file)
         self.doc = doc
         self.templates = templates
@@ -319,7 +318,7 @@ def _re_entry(entry: spec.Entry) -> ReEntry:
 
 
 def compile_journey(
-    doc: YamlDocument, templates: TemplateChecker
+    doc: SourceDocument, templates: TemplateChecker
 ) -> tuple[CompiledJourney | None, list[Diagnostic]]:
     """Compile one loaded journey document; returns the journey or its diagnostics."""
     compiler = _JourneyCompiler(doc, templates)

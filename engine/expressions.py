@@ -11,11 +11,13 @@ move a journey by accident.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from functools import lru_cache
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 Scope = Mapping[str, Any]
@@ -32,6 +34,13 @@ class JourneySandbox(ImmutableSandboxedEnvironment):
         if isinstance(obj, dict) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one plain dict, not Jinja's ``ChainMap`` over the
+        environment's: every render and every condition builds a context from them,
+        and walking the chain dominated the cost of that. The environment's globals
+        never change after start-up, so a snapshot sees the same names."""
+        return {**self.globals, **(d or {})}
 
 
 def make_sandbox(*, autoescape: bool = False) -> JourneySandbox:
@@ -50,17 +59,36 @@ class ExpressionSyntaxError(ValueError):
     """An expression does not parse; the message says where and why."""
 
 
+def _expression_template(source: str) -> jinja2.Template:
+    """``source`` as the template ``{% set result = <source> %}``, parsed the way
+    ``Environment.compile_expression`` does; raises jinja2.TemplateSyntaxError."""
+    parser = Parser(_ENV, source, state="variable")
+    expression = parser.parse_expression()
+    if not parser.stream.eos:
+        raise jinja2.TemplateSyntaxError(
+            "chunk after expression", parser.stream.current.lineno, None, None
+        )
+    expression.set_environment(_ENV)
+    body = [nodes.Assign(nodes.Name("result", "store"), expression, lineno=1)]
+    return _ENV.from_string(nodes.Template(body, lineno=1))
+
+
 @lru_cache(maxsize=4096)
 def compile_condition(source: str) -> Callable[[Scope], bool]:
     """Compile ``source`` once into a predicate; raises ExpressionSyntaxError if it won't parse."""
     try:
-        expression = _ENV.compile_expression(source, undefined_to_none=False)
+        template = _expression_template(source)
     except jinja2.TemplateSyntaxError as exc:
         raise ExpressionSyntaxError(f"invalid expression {source!r}: {exc.message}") from None
+    new_context = template.new_context
+    evaluate = template.root_render_func
 
     def condition(scope: Scope) -> bool:
         try:
-            return bool(expression(**scope))
+            context = new_context(scope)  # type: ignore[arg-type]  # a copy is taken
+            for _ in evaluate(context):
+                pass
+            return bool(context.vars["result"])
         # A condition that raises is false by contract (journey-format sections 4 and 9);
         # the sandbox raises SecurityError, StrictUndefined raises UndefinedError, and
         # comparisons raise TypeError: all mean "not met".

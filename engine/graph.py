@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from typing import Any
 
+from engine.channels import ChannelSpec
 from engine.rendering import MessageParts, TemplateStore
 
 END = "end"
@@ -72,9 +73,13 @@ Content = TemplateContent | InlineContent
 
 @dataclass(frozen=True, slots=True)
 class ChannelAttempt:
-    """One channel to try, with what to render for it."""
+    """One channel to try, with what to render for it.
 
-    channel: str
+    The channel is resolved when the journey compiles, so a compiled journey does not
+    depend on what is registered later.
+    """
+
+    channel: ChannelSpec
     content: Content
 
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from engine.catalog import Catalog as Catalog  # re-exported for the processor's users
 from engine.events import Event
 from engine.graph import CompiledJourney
 from engine.identity import anonymous_key, display_id, merge_traits, user_key
 from engine.policies import SentMessage
-from engine.project import Project
 from engine.runs import (
     CancelMessage,
     CancelTimer,
@@ -102,15 +102,6 @@ class UserBook(Protocol):
 
     def take(self, key: str) -> UserState | None:
         """Remove the user under ``key`` (merged into another) and return it, if known."""
-
-
-class Catalog(Protocol):
-    """The deployed journeys: the current project, and any version runs are pinned to."""
-
-    @property
-    def current(self) -> Project: ...
-
-    def journey(self, journey_id: str, version: str) -> CompiledJourney: ...
 
 
 class Effects(Protocol):

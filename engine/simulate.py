@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from engine.catalog import Project, SingleVersion
 from engine.durations import iso_z as iso
 from engine.errors import RenderError
 from engine.events import Event
@@ -23,7 +24,6 @@ from engine.graph import CompiledJourney
 from engine.identity import IdentityMap
 from engine.messages import DEFAULT_PUBLIC_URL, address_of, render_message
 from engine.processor import Processor, UserState
-from engine.project import Project
 from engine.runs import (
     DeliveryResult,
     Dispatch,
@@ -68,16 +68,6 @@ class MemoryBook:
 
     def take(self, key: str) -> UserState | None:
         return self.users.pop(key, None)
-
-
-class SingleVersion:
-    """A catalog of one project: simulation never redeploys."""
-
-    def __init__(self, project: Project) -> None:
-        self.current = project
-
-    def journey(self, journey_id: str, version: str) -> CompiledJourney:
-        return self.current.journeys[journey_id]
 
 
 class Simulation:

@@ -15,9 +15,8 @@ result or the error naming the field.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -29,6 +28,7 @@ from pydantic import (
 )
 
 from engine.errors import InvalidMessage
+from engine.values import value
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "alias", "group")
 
@@ -97,8 +97,8 @@ Message = Annotated[Track | Identify | Page | Screen | Group | Alias, Field(disc
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+@value
+class Event(NamedTuple):
     """A validated message, in the shape the engine works with."""
 
     type: str

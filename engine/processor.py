@@ -12,7 +12,7 @@ outbox in the database), which differ only in their :class:`UserBook` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -34,6 +34,7 @@ from engine.runs import (
     EventInput,
     Exited,
     Input,
+    MessageRef,
     RunFact,
     RunState,
     ScheduleMessage,
@@ -50,6 +51,10 @@ from engine.runtime import (
     goal_open,
     may_enter,
 )
+
+NO_ENTRIES = EntryHistory()
+#: With a clock that only moves forward, cap slots are pruned once a user has this many.
+FORGET_SLOTS_ABOVE = 16
 
 FACT_NAMES: Mapping[type, str] = {
     Entered: "entered",
@@ -73,10 +78,11 @@ class UserState:
     runs: dict[str, RunState] = field(default_factory=dict)
     entries: dict[str, EntryHistory] = field(default_factory=dict)
     sent: dict[str, SentMessage] = field(default_factory=dict)
+    #: The id trace lines and templates show (the key without its prefix).
+    user_id: str = field(init=False)
 
-    @property
-    def user_id(self) -> str:
-        return display_id(self.key)
+    def __post_init__(self) -> None:
+        self.user_id = display_id(self.key)
 
     def view(self) -> UserView:
         return UserView(self.user_id, self.profile, tuple(self.sent.values()))
@@ -133,36 +139,67 @@ class Effects(Protocol):
 
 
 class Processor:
-    """Applies events, fired timers and delivery results to users' runs."""
+    """Applies events, fired timers and delivery results to users' runs.
 
-    def __init__(self, catalog: Catalog, book: UserBook, effects: Effects) -> None:
+    With ``clock_moves_forward`` (``journey simulate``, whose clock never goes
+    back), what can no longer matter is forgotten as it is met: ended runs whose
+    conversion window has closed, and cap slots older than the longest cap. The
+    live engine keeps every loaded run and slot: its inputs' times may differ from
+    one another by moments, in either direction.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        book: UserBook,
+        effects: Effects,
+        *,
+        clock_moves_forward: bool = False,
+    ) -> None:
         self.catalog = catalog
         self.book = book
         self.effects = effects
+        self.clock_moves_forward = clock_moves_forward
+        self._handlers: dict[type, Callable[[UserState, Any], None]] = {
+            ScheduleTimer: effects.timer_set,
+            CancelTimer: self._cancel_timer,
+            Suppressed: self._suppressed,
+            CancelMessage: self._cancel_message,
+            Entered: self._fact,
+            Converted: self._fact,
+            Exited: self._fact,
+            Completed: self._fact,
+        }
 
     # -- inputs --
 
     def apply(self, event: Event, now: datetime) -> None:
         """Apply one event at ``now``: identity and traits, then runs, then triggers."""
-        if event.type in ("identify", "alias"):
+        kind = event.type
+        if kind == "identify" or kind == "alias":
             self.identify(event, now)
             return
-        project = self.catalog.current
         name = event.name
-        interested = name is not None and name in project.by_event
-        if not interested:
+        if name is None:
             return
-        assert name is not None
+        project = self.catalog.current
+        if name not in project.by_event:
+            return
         user = self.book.get(self.book.resolve(event.user_id, event.anonymous_id))
         item = EventInput(name, event.data(), event.message_id)
-        for run in list(user.runs.values()):
-            journey = self.catalog.journey(run.journey_id, run.version)
-            if name in journey.listens_to and (run.active or goal_open(journey, run, now)):
-                self.step(user, journey, run, item, now)
+        if user.runs:
+            forget = self.clock_moves_forward
+            for run in list(user.runs.values()):
+                journey = self.catalog.journey(run.journey_id, run.version)
+                if run.active or goal_open(journey, run, now):
+                    if name in journey.listens_to:
+                        self.step(user, journey, run, item, now)
+                elif forget:
+                    del user.runs[run.run_id]  # ended, and can no longer convert
         for journey in project.by_event[name]:
             if not journey.trigger.wants(name):
                 continue
-            history = user.entries.get(journey.id, EntryHistory())
+            history = user.entries.get(journey.id, NO_ENTRIES)
             view = user.view()
             has_active = user.active_run(journey.id) is not None
             if may_enter(journey, item, now, view, history, has_active):
@@ -229,7 +266,7 @@ class Processor:
             owner.runs[run.run_id] = run
             self.effects.run_saved(owner, run)
         for journey_id, theirs in gone.entries.items():
-            mine = owner.entries.get(journey_id, EntryHistory())
+            mine = owner.entries.get(journey_id, NO_ENTRIES)
             moments = [t for t in (mine.last_entered_at, theirs.last_entered_at) if t is not None]
             owner.entries[journey_id] = EntryHistory(
                 mine.count + theirs.count, max(moments) if moments else None
@@ -243,38 +280,49 @@ class Processor:
     ) -> None:
         run = transition.run
         user.runs[run.run_id] = run
-        effects = self.effects
         results: list[DeliveryResult] = []
+        handlers = self._handlers
         for command in transition.commands:
-            if isinstance(command, ScheduleTimer):
-                effects.timer_set(user, command)
-            elif isinstance(command, CancelTimer):
-                effects.timer_cancelled(user, command.timer_id)
-            elif isinstance(command, Dispatch):
+            handler = handlers.get(type(command))
+            if handler is not None:
+                handler(user, command)
+            elif isinstance(command, ScheduleMessage):
+                self._take_slot(user, command.message, command.at, now)
+                self.effects.message_scheduled(user, command)
+            else:
+                assert isinstance(command, Dispatch)
                 # The cap slot is taken now, so later sends see it before it is delivered.
-                user.sent[command.message.message_id] = SentMessage(
-                    command.message.channel, command.at
-                )
-                result = effects.dispatch(user, journey, run, command)
+                self._take_slot(user, command.message, command.at, now)
+                result = self.effects.dispatch(user, journey, run, command)
                 if result is not None:
                     results.append(result)
-            elif isinstance(command, Suppressed):
-                user.sent.pop(command.message.message_id, None)
-                effects.suppressed(user, command)
-            elif isinstance(command, ScheduleMessage):
-                user.sent[command.message.message_id] = SentMessage(
-                    command.message.channel, command.at
-                )
-                effects.message_scheduled(user, command)
-            elif isinstance(command, CancelMessage):
-                user.sent.pop(command.message_id, None)
-                effects.message_cancelled(user, command.message_id)
-            else:
-                effects.fact(user, FACT_NAMES[type(command)], command)
         if run.active or goal_open(journey, run, now):
-            effects.run_saved(user, run)
+            self.effects.run_saved(user, run)
         else:
             del user.runs[run.run_id]
-            effects.run_dropped(user, run)
+            self.effects.run_dropped(user, run)
         for result in results:
             self.delivered(user, run.run_id, result, now)
+
+    def _fact(self, user: UserState, command: RunFact) -> None:
+        self.effects.fact(user, FACT_NAMES[type(command)], command)
+
+    def _cancel_timer(self, user: UserState, command: CancelTimer) -> None:
+        self.effects.timer_cancelled(user, command.timer_id)
+
+    def _suppressed(self, user: UserState, command: Suppressed) -> None:
+        user.sent.pop(command.message.message_id, None)
+        self.effects.suppressed(user, command)
+
+    def _cancel_message(self, user: UserState, command: CancelMessage) -> None:
+        user.sent.pop(command.message_id, None)
+        self.effects.message_cancelled(user, command.message_id)
+
+    def _take_slot(self, user: UserState, message: MessageRef, at: datetime, now: datetime) -> None:
+        sent = user.sent
+        sent[message.message_id] = SentMessage(message.channel, at)
+        if self.clock_moves_forward and len(sent) > FORGET_SLOTS_ABOVE:
+            # Caps count messages within ``per`` of a send, which is never earlier than now.
+            horizon = self.catalog.current.policies.cap_horizon
+            for message_id in [k for k, m in sent.items() if now - m.at >= horizon]:
+                del sent[message_id]

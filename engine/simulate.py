@@ -83,7 +83,9 @@ class Simulation:
         self.emit = emit
         self.public_url = public_url
         self.book = MemoryBook()
-        self.processor = Processor(SingleVersion(project), self.book, self)
+        self.processor = Processor(
+            SingleVersion(project), self.book, self, clock_moves_forward=True
+        )
         self.timers: list[tuple[datetime, int, str]] = []
         self.timer_owner: dict[str, tuple[str, str]] = {}  # timer -> (user key, run id)
         self.sequence = 0

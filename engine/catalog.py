@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from engine.graph import CompiledJourney
@@ -28,6 +29,14 @@ class Project:
     #: The journeys that react to each event name, in journey ``id`` order.
     by_event: Mapping[str, tuple[CompiledJourney, ...]] = field(default_factory=dict)
     version: str = ""
+
+    @cached_property
+    def triggered_by(self) -> Mapping[str, tuple[CompiledJourney, ...]]:
+        """The journeys each event name can start, in journey ``id`` order."""
+        return {
+            name: tuple(journey for journey in journeys if journey.trigger.wants(name))
+            for name, journeys in self.by_event.items()
+        }
 
 
 class Catalog(Protocol):

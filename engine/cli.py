@@ -98,11 +98,17 @@ def simulate(
         print(f"{events_file}: cannot read events: no such file", file=sys.stderr)
         return 1
     out = sys.stdout
+    binary = getattr(out, "buffer", None)  # the lines are UTF-8 JSON already
     pending: list[bytes] = []
 
     def flush() -> None:
         if pending:
-            out.write(b"\n".join(pending).decode() + "\n")
+            pending.append(b"")
+            if binary is not None:
+                out.flush()
+                binary.write(b"\n".join(pending))
+            else:
+                out.write(b"\n".join(pending).decode())
             pending.clear()
 
     def emit(line: dict[str, Any]) -> None:

@@ -61,9 +61,6 @@ class Cap:
     limit: int
     per: timedelta
 
-    def applies_to(self, channel: str) -> bool:
-        return self.channel in ("any", channel)
-
 
 @dataclass(frozen=True, slots=True)
 class QuietHours:
@@ -174,11 +171,16 @@ class CompiledPolicies:
         only the one ending at ``at``.
         """
         for cap in self.caps:
-            if not cap.applies_to(channel):
+            if cap.channel != channel and cap.channel != "any":
                 continue
-            times = sorted(
-                m.at for m in sent if cap.applies_to(m.channel) and abs(m.at - at) < cap.per
-            )
+            every_channel = cap.channel == "any"
+            low, high = at - cap.per, at + cap.per  # only these can share a window with it
+            times = [
+                m.at for m in sent if low < m.at < high and (every_channel or m.channel == channel)
+            ]
+            if len(times) < cap.limit:
+                continue  # even all of them and this one fit
+            times.sort()
             for end in [at, *(t for t in times if t > at)]:
                 in_window = sum(1 for t in times if end - cap.per < t <= end) + 1
                 if in_window > cap.limit:

@@ -85,7 +85,8 @@ class UserState:
         self.user_id = display_id(self.key)
 
     def view(self) -> UserView:
-        return UserView(self.user_id, self.profile, tuple(self.sent.values()))
+        """What the runtime may know of the user now (read before the user changes)."""
+        return UserView(self.user_id, self.profile, self.sent.values())
 
     def active_run(self, journey_id: str) -> RunState | None:
         for run in self.runs.values():
@@ -196,11 +197,9 @@ class Processor:
                         self.step(user, journey, run, item, now)
                 elif forget:
                     del user.runs[run.run_id]  # ended, and can no longer convert
-        for journey in project.by_event[name]:
-            if not journey.trigger.wants(name):
-                continue
+        view = user.view()
+        for journey in project.triggered_by[name]:
             history = user.entries.get(journey.id, NO_ENTRIES)
-            view = user.view()
             has_active = user.active_run(journey.id) is not None
             if may_enter(journey, item, now, view, history, has_active):
                 number = history.count + 1

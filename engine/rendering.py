@@ -93,9 +93,6 @@ class PartSource:
             return self.template.root_render_func
         return self.template.blocks[self.block]
 
-    def chunks(self, context: jinja2.runtime.Context) -> Iterator[str]:
-        return self.render_function()(context)
-
 
 @dataclass(frozen=True)
 class MessageParts:

@@ -128,7 +128,8 @@ def may_enter(
             assert rule.after is not None and history.last_entered_at is not None
             if now - history.last_entered_at < rule.after:
                 return False
-    return _matches(journey.trigger, item, lambda: trigger_scope(item.data, user, now))
+    where = journey.trigger.where
+    return where is None or where(trigger_scope(item.data, user, now))
 
 
 def enter(

@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from engine.catalog import Project, SingleVersion
-from engine.durations import iso_z as iso
+from engine.durations import iso_z
 from engine.errors import RenderError
 from engine.events import Event
-from engine.graph import CompiledJourney
+from engine.graph import CompiledJourney, SendNode
 from engine.identity import IdentityMap
 from engine.messages import DEFAULT_PUBLIC_URL, address_of, render_message
 from engine.processor import Processor, UserState
@@ -90,6 +90,17 @@ class Simulation:
         self.timer_owner: dict[str, tuple[str, str]] = {}  # timer -> (user key, run id)
         self.sequence = 0
         self.summary = Summary()
+        #: The channels the journeys send on, for the address of each message line.
+        self.channels = {
+            attempt.channel.name: attempt.channel
+            for journey in project.journeys.values()
+            for node in journey.nodes.values()
+            if isinstance(node, SendNode)
+            for attempt in node.attempts
+        }
+        # Several trace lines in a row share their moment: it is formatted once.
+        self._last_at: datetime | None = None
+        self._last_iso = ""
 
     @property
     def users(self) -> dict[str, UserState]:
@@ -120,10 +131,21 @@ class Simulation:
 
     # -- effects --
 
+    def moment(self, at: datetime) -> str:
+        """``at`` as trace lines write it."""
+        if at != self._last_at:
+            self._last_at, self._last_iso = at, iso_z(at)
+        return self._last_iso
+
     def fact(self, user: UserState, kind: str, fact: RunFact) -> None:
         self.summary.add(fact.journey_id, kind)
         self.emit(
-            {"type": kind, "at": iso(fact.at), "journey": fact.journey_id, "user_id": user.user_id}
+            {
+                "type": kind,
+                "at": self.moment(fact.at),
+                "journey": fact.journey_id,
+                "user_id": user.user_id,
+            }
         )
 
     def timer_set(self, user: UserState, command: ScheduleTimer) -> None:
@@ -191,12 +213,12 @@ class Simulation:
         self.emit(
             {
                 "type": "message",
-                "at": iso(at),
+                "at": self.moment(at),
                 "journey": journey_id,
                 "step": step,
                 "user_id": user.user_id,
                 "channel": channel,
-                "to": address_of(channel, user.profile),
+                "to": address_of(self.channels.get(channel) or channel, user.profile),
                 "status": status,
                 "reason": reason,
                 "content": content,

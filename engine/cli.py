@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import sys
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -13,6 +15,7 @@ import typer
 from engine.durations import iso_z as iso
 from engine.errors import CompileError
 from engine.event_files import EventFile
+from engine.events import Event
 from engine.project import Project, compile_project
 from engine.simulate import Simulation
 from engine.spec import Journey, Policies
@@ -119,7 +122,7 @@ def simulate(
     stream = EventFile(events_file)
     simulation = Simulation(project, emit)
     try:
-        simulation.run(stream)
+        simulation.run(_sparing_the_collector(stream))
     except OSError as exc:
         print(f"{events_file}: cannot read events: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -133,6 +136,22 @@ def simulate(
         print(error, file=sys.stderr)
     _summarise(simulation, project, stream, horizon)
     return 1 if stream.errors else 0
+
+
+#: Events between two moves of everything alive into the collector's permanent generation.
+FREEZE_EVERY = 100_000
+
+
+def _sparing_the_collector(events: Iterable[Event]) -> Iterator[Event]:
+    """``events``, moving what survives into the garbage collector's permanent generation
+    every FREEZE_EVERY events. A simulation's state (users, runs, timers) only grows
+    and holds no reference cycles; without this, the collector's full passes walk it
+    again and again, which cost a fifth of the run on a million events. Young objects
+    are still collected as usual."""
+    for count, event in enumerate(events, start=1):
+        if count % FREEZE_EVERY == 0:
+            gc.freeze()
+        yield event
 
 
 def _summarise(

@@ -36,6 +36,7 @@ from engine.graph import (
     WaitForNode,
     WaitNode,
     listened_names,
+    moving_names,
 )
 from engine.source import DataPath, SourceDocument
 
@@ -165,7 +166,7 @@ class _JourneyCompiler:
             start=model.start,
             nodes=MappingProxyType(nodes),
         )
-        return replace(journey, listens_to=listened_names(journey))
+        return replace(journey, listens_to=listened_names(journey), moved_by=moving_names(journey))
 
     def _version(self) -> str:
         digest = hashlib.sha256(self.doc.source_text.encode())

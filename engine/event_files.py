@@ -127,8 +127,9 @@ class EventFile:
                 seen.add(event.message_id)
                 yield number, event
 
-    def _sorted(self) -> Iterator[Event]:
-        """The distinct events in time order, holding a key and an offset per event."""
+    def _sorted(self) -> Iterator[tuple[int, Event]]:
+        """(line number, event) of the distinct events in time order, holding a sort key
+        per event and an offset per line."""
         ends = array("q", [0])
         keys = [sort_key(event.timestamp, number) for number, event in self._distinct(ends)]
         keys.sort()
@@ -139,16 +140,12 @@ class EventFile:
                 start = ends[number - 1]
                 event = self._parse(os.pread(fd, ends[number] - start, start), number)
                 if event is not None:  # None only if the file changed meanwhile
-                    yield event
-
-    def _in_file_order(self) -> Iterator[Event]:
-        for _, event in self._distinct():
-            yield event
+                    yield number, event
 
     def __iter__(self) -> Iterator[Event]:
         """Valid, distinct events in time order. Raises OSError if the file cannot be read."""
-        events = self._in_file_order() if self.in_time_order() else self._sorted()
-        for event in events:
+        numbered = self._distinct() if self.in_time_order() else self._sorted()
+        for _, event in numbered:
             self.count += 1
             if self.first is None:
                 self.first = event.timestamp

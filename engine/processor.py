@@ -142,11 +142,13 @@ class Effects(Protocol):
 class Processor:
     """Applies events, fired timers and delivery results to users' runs.
 
-    With ``clock_moves_forward`` (``journey simulate``, whose clock never goes
-    back), what can no longer matter is forgotten as it is met: ended runs whose
-    conversion window has closed, and cap slots older than the longest cap. The
-    live engine keeps every loaded run and slot: its inputs' times may differ from
-    one another by moments, in either direction.
+    ``memory_only`` is for ``journey simulate``, where users live in this process
+    only and the clock never goes back. There, what can no longer matter is
+    forgotten as it is met (ended runs whose conversion window has closed, cap
+    slots older than the longest cap), and an input that changes a run in no way
+    is not carried out. The live engine keeps every run and slot it loaded (its
+    inputs' times may differ by moments, in either direction) and saves every run
+    an input reached.
     """
 
     def __init__(
@@ -155,12 +157,12 @@ class Processor:
         book: UserBook,
         effects: Effects,
         *,
-        clock_moves_forward: bool = False,
+        memory_only: bool = False,
     ) -> None:
         self.catalog = catalog
         self.book = book
         self.effects = effects
-        self.clock_moves_forward = clock_moves_forward
+        self.memory_only = memory_only
         self._handlers: dict[type, Callable[[UserState, Any], None]] = {
             ScheduleTimer: effects.timer_set,
             CancelTimer: self._cancel_timer,
@@ -189,13 +191,15 @@ class Processor:
         user = self.book.get(self.book.resolve(event.user_id, event.anonymous_id))
         item = EventInput(name, event.data(), event.message_id)
         if user.runs:
-            forget = self.clock_moves_forward
+            memory_only = self.memory_only
             for run in list(user.runs.values()):
                 journey = self.catalog.journey(run.journey_id, run.version)
                 if run.active or goal_open(journey, run, now):
-                    if name in journey.listens_to:
+                    # A journey's trigger alone cannot move a run of it: in memory,
+                    # where an unchanged run needs no saving, such events pass by.
+                    if name in (journey.moved_by if memory_only else journey.listens_to):
                         self.step(user, journey, run, item, now)
-                elif forget:
+                elif memory_only:
                     del user.runs[run.run_id]  # ended, and can no longer convert
         view = user.view()
         for journey in project.triggered_by[name]:
@@ -230,6 +234,9 @@ class Processor:
         self, user: UserState, journey: CompiledJourney, run: RunState, item: Input, now: datetime
     ) -> None:
         transition = advance(journey, run, item, now, user.view(), self.catalog.current.policies)
+        unchanged = transition.run is run and not transition.commands
+        if self.memory_only and unchanged and (run.active or goal_open(journey, run, now)):
+            return  # nothing changed, and nothing is kept but the run itself
         self.carry_out(user, journey, transition, now)
 
     # -- identity --
@@ -320,7 +327,7 @@ class Processor:
     def _take_slot(self, user: UserState, message: MessageRef, at: datetime, now: datetime) -> None:
         sent = user.sent
         sent[message.message_id] = SentMessage(message.channel, at)
-        if self.clock_moves_forward and len(sent) > FORGET_SLOTS_ABOVE:
+        if self.memory_only and len(sent) > FORGET_SLOTS_ABOVE:
             # Caps count messages within ``per`` of a send, which is never earlier than now.
             horizon = self.catalog.current.policies.cap_horizon
             for message_id in [k for k, m in sent.items() if now - m.at >= horizon]:

@@ -83,9 +83,7 @@ class Simulation:
         self.emit = emit
         self.public_url = public_url
         self.book = MemoryBook()
-        self.processor = Processor(
-            SingleVersion(project), self.book, self, clock_moves_forward=True
-        )
+        self.processor = Processor(SingleVersion(project), self.book, self, memory_only=True)
         self.timers: list[tuple[datetime, int, str]] = []
         self.timer_owner: dict[str, tuple[str, str]] = {}  # timer -> (user key, run id)
         self.sequence = 0
@@ -110,9 +108,12 @@ class Simulation:
 
     def run(self, events: Iterable[Event], until: datetime | None = None) -> None:
         """Apply ``events`` (already in time order), then fire timers up to ``until``."""
+        timers, apply = self.timers, self.processor.apply
         for event in events:
-            self.fire_due(event.timestamp)
-            self.processor.apply(event, event.timestamp)
+            now = event.timestamp
+            if timers and timers[0][0] <= now:
+                self.fire_due(now)
+            apply(event, now)
         if until is not None:
             self.fire_due(until)
 

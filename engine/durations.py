@@ -47,6 +47,13 @@ def next_local_time(now: datetime, at: time, zone: tzinfo) -> datetime:
     """
     local_date = now.astimezone(zone).date()
     for day in (local_date, local_date + timedelta(days=1), local_date + timedelta(days=2)):
+        first = datetime.combine(day, at, tzinfo=zone)
+        if first.utcoffset() == first.replace(fold=1).utcoffset():
+            # The usual day: the wall time occurs exactly once (neither gap nor overlap).
+            candidate = first.astimezone(now.tzinfo)
+            if candidate > now:
+                return candidate
+            continue
         # A wall time that occurs twice (DST fall-back) has two instants: fold 0 and 1.
         # Compare as instants: same-tzinfo comparisons would compare wall clocks only.
         # A wall time skipped by DST (a gap) exists in neither fold; then fold 0 stands for

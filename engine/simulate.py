@@ -35,6 +35,7 @@ from engine.runs import (
 )
 
 TraceLine = dict[str, Any]
+MOMENTS_KEPT = 4096
 
 
 @dataclass
@@ -96,9 +97,9 @@ class Simulation:
             if isinstance(node, SendNode)
             for attempt in node.attempts
         }
-        # Several trace lines in a row share their moment: it is formatted once.
-        self._last_at: datetime | None = None
-        self._last_iso = ""
+        # Trace lines share their moments (a run's lines, the end of quiet hours...):
+        # each is formatted once.
+        self._moments: dict[datetime, str] = {}
 
     @property
     def users(self) -> dict[str, UserState]:
@@ -134,9 +135,12 @@ class Simulation:
 
     def moment(self, at: datetime) -> str:
         """``at`` as trace lines write it."""
-        if at != self._last_at:
-            self._last_at, self._last_iso = at, iso_z(at)
-        return self._last_iso
+        text = self._moments.get(at)
+        if text is None:
+            if len(self._moments) >= MOMENTS_KEPT:
+                self._moments.clear()
+            text = self._moments[at] = iso_z(at)
+        return text
 
     def fact(self, user: UserState, kind: str, fact: RunFact) -> None:
         self.summary.add(fact.journey_id, kind)

@@ -11,17 +11,18 @@ The file is in the order the events were *received*, as an export of a collector
 would be: most events arrive within seconds, but a mobile app that was offline sends its
 batch minutes or hours late, so timestamps go backwards and the simulator has to sort.
 
-Deterministic for a seed. Standard library only.
+Deterministic for a seed; standard library only.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from session_stream import write_messages
 
 ROOT = Path(__file__).resolve().parent.parent
 JOURNEYS = ROOT / "benchmarks" / "send_heavy" / "journeys"
@@ -45,6 +46,8 @@ PRODUCTS = [
 ]
 CARRIERS = ["SF Express", "顺丰速运", "JD Logistics", "中通快递", "EMS"]
 POINT_REASONS = ["order", "review", "check-in", "签到", "评价晒单"]
+NAMES_ZH = ["王伟", "李娜", "张敏", "刘洋", "陈静"]
+NAMES_EN = ["Alice", "Ben", "Chloe"]
 TIMEZONES_EN = ["Asia/Singapore", "Europe/London", "America/Los_Angeles", "Asia/Shanghai"]
 
 #: What a user does, by weight (identify aside). Most events make some journey send.
@@ -65,7 +68,7 @@ EVENT_WEIGHTS = {
 def traits(rng: random.Random, n: int) -> dict[str, Any]:
     zh = rng.random() < 0.65
     t: dict[str, Any] = {
-        "name": rng.choice(["王伟", "李娜", "张敏", "刘洋", "陈静"] if zh else ["Alice", "Ben", "Chloe"]),
+        "name": rng.choice(NAMES_ZH if zh else NAMES_EN),
         "locale": "zh-CN" if zh else "en",
         "timezone": "Asia/Shanghai" if zh else rng.choice(TIMEZONES_EN),
         "tier": "gold" if rng.random() < 0.2 else "member",
@@ -168,9 +171,11 @@ def generate(events: int, users: int, seed: int) -> list[dict[str, Any]]:
     rows.sort(key=lambda r: (r[0], r[2]))  # received order, not event order
     messages = []
     for _, at, _, message in rows:
-        message["timestamp"] = (START + timedelta(seconds=round(at, 3))).isoformat(
-            timespec="milliseconds"
-        ).replace("+00:00", "Z")
+        message["timestamp"] = (
+            (START + timedelta(seconds=round(at, 3)))
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
         message["messageId"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         message["context"] = {"library": {"name": "analytics-ios", "version": "4.1.7"}}
         messages.append(message)
@@ -178,9 +183,4 @@ def generate(events: int, users: int, seed: int) -> list[dict[str, Any]]:
 
 
 def write_stream(path: Path, events: int, users: int, seed: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
-        for message in generate(events, users, seed):
-            out.write(json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n")
-    tmp.replace(path)
+    write_messages(path, generate(events, users, seed))

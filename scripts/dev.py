@@ -38,6 +38,8 @@ DEFAULT_SIMULATE: list[str] = ["simulate", "journeys", "examples/events.jsonl"]
 TEST_STEPS: list[tuple[str, list[str]]] = [
     ("ruff", ["ruff", "check", "engine", "workers", "tests", "scripts", "benchmarks"]),
     ("mypy", ["mypy"]),  # strict, packages engine and workers: see [tool.mypy] in pyproject.toml
+    # The import contracts of [tool.importlinter] in pyproject.toml: the core stays pure.
+    ("imports", ["lint-imports", "--no-cache"]),
     ("pytest", ["pytest"]),
 ]
 

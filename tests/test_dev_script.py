@@ -7,8 +7,8 @@ engine), so they are loaded from their files.
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import io
+import itertools
 import json
 import subprocess
 import sys

@@ -171,6 +171,8 @@ class CompiledPolicies:
         only the one ending at ``at``.
         """
         for cap in self.caps:
+            if len(sent) < cap.limit:
+                continue  # even every message counting and this one fit
             if cap.channel != channel and cap.channel != "any":
                 continue
             every_channel = cap.channel == "any"

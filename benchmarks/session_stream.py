@@ -88,6 +88,18 @@ def traits(rng: random.Random, n: int) -> dict[str, Any]:
     return t
 
 
+def described(p: Product, **extra: Any) -> dict[str, Any]:
+    """A product as Segment's e-commerce events describe it."""
+    return {
+        "product_id": p.product_id,
+        "sku": p.sku,
+        "name": p.name,
+        "category": p.category,
+        "price": p.price,
+        **extra,
+    }
+
+
 def session(
     stream: Stream, user: str, at: float, products: list[Product], orders: Iterator[int]
 ) -> None:
@@ -102,33 +114,13 @@ def session(
     viewed = rng.sample(products, rng.randint(1, 6))
     for p in viewed:
         at += rng.uniform(10, 120)
-        track(
-            "Product Viewed",
-            {
-                "product_id": p.product_id,
-                "sku": p.sku,
-                "name": p.name,
-                "category": p.category,
-                "price": p.price,
-                "currency": "CNY",
-            },
-        )
+        track("Product Viewed", described(p, currency="CNY"))
     if rng.random() > 0.35:
         return
     cart = viewed[: rng.randint(1, len(viewed))]
     for p in cart:
         at += rng.uniform(5, 60)
-        track(
-            "Product Added",
-            {
-                "product_id": p.product_id,
-                "sku": p.sku,
-                "name": p.name,
-                "category": p.category,
-                "price": p.price,
-                "quantity": 1,
-            },
-        )
+        track("Product Added", described(p, quantity=1))
     total = round(sum(p.price for p in cart), 2)
     order_id = f"o{next(orders):07d}"
     if rng.random() > 0.5:

@@ -8,8 +8,9 @@ of the user's quiet hours.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -96,6 +97,11 @@ class CompiledPolicies:
     quiet_hours: QuietHours | None = None
     caps: tuple[Cap, ...] = ()
     opt_in_channels: frozenset[str] = frozenset()
+    _horizon: timedelta = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        horizon = max((cap.per for cap in self.caps), default=timedelta(0))
+        object.__setattr__(self, "_horizon", horizon)
 
     @classmethod
     def from_spec(cls, model: spec.Policies) -> CompiledPolicies:
@@ -117,7 +123,7 @@ class CompiledPolicies:
     @property
     def cap_horizon(self) -> timedelta:
         """How far back sent messages matter: the longest cap window (zero without caps)."""
-        return max((cap.per for cap in self.caps), default=timedelta(0))
+        return self._horizon
 
     def zone_for(self, profile: Mapping[str, Any]) -> ZoneInfo:
         """The profile's ``timezone`` trait when it names a real zone, else the default."""
@@ -184,7 +190,7 @@ class CompiledPolicies:
                 continue  # even all of them and this one fit
             times.sort()
             for end in [at, *(t for t in times if t > at)]:
-                in_window = sum(1 for t in times if end - cap.per < t <= end) + 1
+                in_window = bisect_right(times, end) - bisect_right(times, end - cap.per) + 1
                 if in_window > cap.limit:
                     return True
         return False

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import takewhile
 from typing import Any, Protocol
 
 from engine.catalog import Catalog as Catalog  # re-exported for the processor's users
@@ -53,8 +54,6 @@ from engine.runtime import (
 )
 
 NO_ENTRIES = EntryHistory()
-#: With a clock that only moves forward, cap slots are pruned once a user has this many.
-FORGET_SLOTS_ABOVE = 16
 
 FACT_NAMES: Mapping[type, str] = {
     Entered: "entered",
@@ -327,8 +326,15 @@ class Processor:
     def _take_slot(self, user: UserState, message: MessageRef, at: datetime, now: datetime) -> None:
         sent = user.sent
         sent[message.message_id] = SentMessage(message.channel, at)
-        if self.memory_only and len(sent) > FORGET_SLOTS_ABOVE:
-            # Caps count messages within ``per`` of a send, which is never earlier than now.
+        if self.memory_only:
+            # Caps count messages within ``per`` of a send, which is never earlier than
+            # now: the oldest slots (taken first) go once the longest cap has passed them.
             horizon = self.catalog.current.policies.cap_horizon
-            for message_id in [k for k, m in sent.items() if now - m.at >= horizon]:
+            expired = [
+                message_id
+                for message_id, _ in takewhile(
+                    lambda slot: now - slot[1].at >= horizon, sent.items()
+                )
+            ]
+            for message_id in expired:
                 del sent[message_id]

@@ -263,3 +263,18 @@ def test_files_read_as_parsing_everything_then_sorting_would(lines: list[str]) -
     assert events == expected
     assert len(file.errors) == errors
     assert file.duplicates == len(lines) - errors - len(expected) - lines.count("")
+
+
+@pytest.mark.parametrize(("batch", "gap"), [(1, 1), (3, 1), (3, 1 << 16), (4096, 1 << 16)])
+def test_a_sorted_read_back_in_batches_finds_every_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int, gap: int
+) -> None:
+    import engine.event_files as event_files
+
+    monkeypatch.setattr(event_files, "READ_BATCH", batch)
+    monkeypatch.setattr(event_files, "READ_GAP", gap)
+    hours = [5, 1, 9, 3, 3, 7, 0, 8, 2, 6, 4]
+    lines = [track(f"e{h}-{n}", f"2026-03-01T{h:02d}:00:00Z", f"m{n}") for n, h in enumerate(hours)]
+    lines.insert(4, "{oops")  # a bad line in between is skipped, not misread
+    expected = [f"e{h}-{n}" for n, h in sorted(enumerate(hours), key=lambda p: p[1])]
+    assert names(read_events(write(tmp_path, lines))) == expected

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
@@ -57,22 +57,6 @@ def _timestamp_of(line: bytes) -> datetime | bool | None:
         return False
 
 
-#: Bytes read at a time: splitting a block into lines is cheaper than reading line by line.
-BLOCK = 1 << 20
-
-
-def _line_blocks(handle: BinaryIO) -> Iterator[tuple[list[bytes], int]]:
-    """The file's lines, a block at a time, without their newline: (lines, 1), and at
-    the end (["last line"], 0) when the file does not end with a newline."""
-    rest = b""
-    while block := handle.read(BLOCK):
-        lines = (rest + block).split(b"\n")
-        rest = lines.pop()
-        yield lines, 1
-    if rest:
-        yield [rest], 0
-
-
 def sort_key(moment: datetime, number: int) -> int:
     """One int that orders events by instant, then by line number."""
     if number > INDEX_MASK:
@@ -98,17 +82,16 @@ class EventFile:
         """Whether the file's timestamps never go backwards (a cheap first pass)."""
         previous: datetime | None = None
         with self.path.open("rb") as handle:
-            for lines, _ in _line_blocks(handle):
-                for line in lines:
-                    moment = _timestamp_of(line)
-                    if moment is None:
-                        continue
-                    if moment is False:
-                        return False
-                    assert isinstance(moment, datetime)
-                    if previous is not None and moment < previous:
-                        return False
-                    previous = moment
+            for line in handle:
+                moment = _timestamp_of(line)
+                if moment is None:
+                    continue
+                if moment is False:
+                    return False
+                assert isinstance(moment, datetime)
+                if previous is not None and moment < previous:
+                    return False
+                previous = moment
         return True
 
     def _parse(self, line: bytes, number: int) -> Event | None:
@@ -129,22 +112,20 @@ class EventFile:
         """(line number, event) of each valid, distinct event, in file order. With
         ``ends``, where every line ends is appended to it (``ends[n]`` for line n)."""
         seen: set[str] = set()
-        offset = number = 0
+        offset = 0
         with self.path.open("rb") as handle:
-            for lines, newline in _line_blocks(handle):
-                for line in lines:
-                    number += 1
-                    if ends is not None:
-                        offset += len(line) + newline
-                        ends.append(offset)
-                    event = self._parse(line, number)
-                    if event is None:
-                        continue
-                    if event.message_id in seen:
-                        self.duplicates += 1
-                        continue
-                    seen.add(event.message_id)
-                    yield number, event
+            for number, line in enumerate(handle, start=1):
+                if ends is not None:
+                    offset += len(line)
+                    ends.append(offset)
+                event = self._parse(line, number)
+                if event is None:
+                    continue
+                if event.message_id in seen:
+                    self.duplicates += 1
+                    continue
+                seen.add(event.message_id)
+                yield number, event
 
     def _sorted(self) -> Iterator[tuple[int, Event]]:
         """(line number, event) of the distinct events in time order, holding a sort key

@@ -278,25 +278,3 @@ def test_a_sorted_read_back_in_batches_finds_every_line(
     lines.insert(4, "{oops")  # a bad line in between is skipped, not misread
     expected = [f"e{h}-{n}" for n, h in sorted(enumerate(hours), key=lambda p: p[1])]
     assert names(read_events(write(tmp_path, lines))) == expected
-
-
-@pytest.mark.parametrize("block", [1, 5, 64, 1 << 20])
-@pytest.mark.parametrize(("newline", "at_end"), [("\n", "\n"), ("\r\n", "\r\n"), ("\n", "")])
-def test_lines_across_read_blocks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int, newline: str, at_end: str
-) -> None:
-    import engine.event_files as event_files
-
-    monkeypatch.setattr(event_files, "BLOCK", block)
-    lines = [
-        track("b", "2026-03-01T09:00:00Z", "m1"),
-        "",
-        track("a", "2026-03-01T08:00:00Z", "m2"),
-        "{oops",
-        track("c", "2026-03-01T10:00:00Z", "m3"),
-    ]
-    path = tmp_path / "events.jsonl"
-    path.write_bytes((newline.join(lines) + at_end).encode())
-    events, file = load(path)
-    assert names(events) == ["a", "b", "c"]
-    assert file.errors and file.errors[0].startswith(f"{path}:4: ")

@@ -102,8 +102,11 @@ class EventFile:
             if line.strip():
                 self.errors.append(f"{self.path}:{number}: invalid JSON: {exc}")
             return None
+        # A line's own messageId makes the default unused: most lines have one.
+        has_id = type(raw) is dict and raw.get("messageId") is not None
+        default_id = None if has_id else f"{self.path.name}:{number}"
         try:
-            return parse_message(raw, default_message_id=f"{self.path.name}:{number}")
+            return parse_message(raw, default_message_id=default_id)
         except InvalidMessage as exc:
             self.errors.append(f"{self.path}:{number}: {exc}")
             return None

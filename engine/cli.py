@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import sys
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -14,6 +16,7 @@ from engine.channels.plugins import load_plugins
 from engine.durations import iso_z as iso
 from engine.errors import CompileError, EngineError
 from engine.event_files import EventFile
+from engine.events import Event
 from engine.project import Project, compile_project
 from engine.simulate import Simulation
 from engine.spec import Journey, Policies
@@ -99,11 +102,17 @@ def simulate(
         print(f"{events_file}: cannot read events: no such file", file=sys.stderr)
         return 1
     out = sys.stdout
+    binary = getattr(out, "buffer", None)  # the lines are UTF-8 JSON already
     pending: list[bytes] = []
 
     def flush() -> None:
         if pending:
-            out.write(b"\n".join(pending).decode() + "\n")
+            pending.append(b"")
+            if binary is not None:
+                out.flush()
+                binary.write(b"\n".join(pending))
+            else:
+                out.write(b"\n".join(pending).decode())
             pending.clear()
 
     def emit(line: dict[str, Any]) -> None:
@@ -114,7 +123,7 @@ def simulate(
     stream = EventFile(events_file)
     simulation = Simulation(project, emit)
     try:
-        simulation.run(stream)
+        simulation.run(_sparing_the_collector(stream))
     except OSError as exc:
         print(f"{events_file}: cannot read events: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -128,6 +137,23 @@ def simulate(
         print(error, file=sys.stderr)
     _summarise(simulation, project, stream, horizon)
     return 1 if stream.errors else 0
+
+
+#: Events between two moves of everything alive into the collector's permanent generation.
+FREEZE_EVERY = 1_000
+
+
+def _sparing_the_collector(events: Iterable[Event]) -> Iterator[Event]:
+    """``events``, moving what survives into the garbage collector's permanent generation
+    every FREEZE_EVERY events, after collecting the young generations. A simulation's
+    state (users, runs, timers) only grows and holds no reference cycles; without this,
+    the collector's passes walk it again and again, which cost a fifth of the run on a
+    million events."""
+    for count, event in enumerate(events, start=1):
+        if count % FREEZE_EVERY == 0:
+            gc.collect(1)  # young garbage first: what is frozen is never collected
+            gc.freeze()
+        yield event
 
 
 def _summarise(

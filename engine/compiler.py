@@ -36,16 +36,16 @@ from engine.graph import (
     WaitForNode,
     WaitNode,
     listened_names,
+    moving_names,
 )
-from engine.yaml_source import Path as DataPath
-from engine.yaml_source import YamlDocument
+from engine.source import DataPath, SourceDocument
 
 _STEP_ADAPTER: TypeAdapter[Any] = TypeAdapter(spec.Step)
 _STEP_NAME = re.compile(spec.NAME_PATTERN)
 
 
 class _JourneyCompiler:
-    def __init__(self, doc: YamlDocument, templates: TemplateChecker) -> None:
+    def __init__(self, doc: SourceDocument, templates: TemplateChecker) -> None:
         self.sends = SendCompiler(templates, self.error, doc.file)
         self.doc = doc
         self.templates = templates
@@ -166,7 +166,7 @@ class _JourneyCompiler:
             start=model.start,
             nodes=MappingProxyType(nodes),
         )
-        return replace(journey, listens_to=listened_names(journey))
+        return replace(journey, listens_to=listened_names(journey), moved_by=moving_names(journey))
 
     def _version(self) -> str:
         digest = hashlib.sha256(self.doc.source_text.encode())
@@ -319,7 +319,7 @@ def _re_entry(entry: spec.Entry) -> ReEntry:
 
 
 def compile_journey(
-    doc: YamlDocument, templates: TemplateChecker
+    doc: SourceDocument, templates: TemplateChecker
 ) -> tuple[CompiledJourney | None, list[Diagnostic]]:
     """Compile one loaded journey document; returns the journey or its diagnostics."""
     compiler = _JourneyCompiler(doc, templates)

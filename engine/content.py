@@ -27,7 +27,7 @@ from engine.rendering import (
     compile_inline_part,
     compile_template_parts,
 )
-from engine.yaml_source import Path as DataPath
+from engine.source import DataPath
 
 _TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*(/[A-Za-z0-9_][A-Za-z0-9_\-]*)*$")
 ReportError = Callable[..., None]
@@ -132,7 +132,7 @@ class SendCompiler:
         if not ok:
             return None
         content = TemplateContent(name, self.templates.store)
-        return tuple(ChannelAttempt(channel.name, content) for channel in channels)
+        return tuple(ChannelAttempt(channel, content) for channel in channels)
 
     def _inline_attempts(
         self,
@@ -177,7 +177,7 @@ class SendCompiler:
             if compiled is None:
                 ok = False
                 continue
-            attempts.append(ChannelAttempt(channel.name, InlineContent(compiled)))
+            attempts.append(ChannelAttempt(channel, InlineContent(compiled)))
         return tuple(attempts) if ok else None
 
     def _inline_parts(

@@ -9,11 +9,11 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from engine.errors import Diagnostic
+from engine.source import DataPath, SourceDocument
 from engine.spec import UNION_TAGS
-from engine.yaml_source import Path, YamlDocument
 
 
-def data_path(data: Any, loc: tuple[str | int, ...]) -> Path:
+def data_path(data: Any, loc: tuple[str | int, ...]) -> DataPath:
     """Follow a pydantic ``loc`` through the loaded data, dropping validator and union names.
 
     The result is a path of real keys and indices, possibly ending in one key that
@@ -36,7 +36,7 @@ def data_path(data: Any, loc: tuple[str | int, ...]) -> Path:
     return tuple(path)
 
 
-def dotted(path: Path) -> str:
+def dotted(path: DataPath) -> str:
     """``("steps", "nudge", "branch", 0, "when")`` -> ``steps.nudge.branch[0].when``."""
     text = ""
     for segment in path:
@@ -44,7 +44,7 @@ def dotted(path: Path) -> str:
     return text
 
 
-def _message(error: Any, path: Path, present: bool) -> str:
+def _message(error: Any, path: DataPath, present: bool) -> str:
     kind = error["type"]
     msg = str(error["msg"])
     if kind == "missing":
@@ -62,14 +62,14 @@ def _message(error: Any, path: Path, present: bool) -> str:
 
 
 def validation_diagnostics(
-    doc: YamlDocument,
+    doc: SourceDocument,
     errors: ValidationError | Sequence[ErrorDetails],
-    prefix: Path = (),
+    prefix: DataPath = (),
 ) -> list[Diagnostic]:
     """One diagnostic per distinct error, located in ``doc``; ``prefix`` roots the locs."""
     if isinstance(errors, ValidationError):
         errors = errors.errors()
-    seen: set[tuple[Path, str]] = set()
+    seen: set[tuple[DataPath, str]] = set()
     diagnostics = []
     for error in errors:
         path = data_path(doc.data, (*prefix, *error["loc"]))

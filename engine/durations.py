@@ -47,6 +47,13 @@ def next_local_time(now: datetime, at: time, zone: tzinfo) -> datetime:
     """
     local_date = now.astimezone(zone).date()
     for day in (local_date, local_date + timedelta(days=1), local_date + timedelta(days=2)):
+        first = datetime.combine(day, at, tzinfo=zone)
+        if first.utcoffset() == first.replace(fold=1).utcoffset():
+            # The usual day: the wall time occurs exactly once (neither gap nor overlap).
+            candidate = first.astimezone(now.tzinfo)
+            if candidate > now:
+                return candidate
+            continue
         # A wall time that occurs twice (DST fall-back) has two instants: fold 0 and 1.
         # Compare as instants: same-tzinfo comparisons would compare wall clocks only.
         # A wall time skipped by DST (a gap) exists in neither fold; then fold 0 stands for
@@ -61,6 +68,6 @@ def next_local_time(now: datetime, at: time, zone: tzinfo) -> datetime:
 
 def iso_z(moment: datetime) -> str:
     """ISO-8601 in UTC with ``Z``: seconds, or microseconds when there are some."""
-    moment = moment.astimezone(UTC)
-    text = moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds")
-    return text.replace("+00:00", "Z")
+    # isoformat() gives seconds, or all six digits of microseconds when there are some,
+    # then the offset, which in UTC is "+00:00".
+    return moment.astimezone(UTC).isoformat()[:-6] + "Z"

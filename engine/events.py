@@ -4,14 +4,19 @@ The same JSON is accepted everywhere: the HTTP API, event files and tests
 (journey-format section 7). A malformed message raises
 :class:`~engine.errors.InvalidMessage` naming the field; unknown extra fields
 (``context``, ``integrations``, ``sentAt``...) are allowed, as Segment allows them.
+
+The pydantic models are the definition. Nearly every message an SDK sends is plain
+(string ids, an ISO-8601 timestamp, objects where objects belong), and checking that
+by hand is several times cheaper than a validator pass, which matters for files of
+millions of events; anything else goes through the models, which produce the same
+result or the error naming the field.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +29,7 @@ from pydantic import (
 )
 
 from engine.errors import InvalidMessage
+from engine.values import value
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "alias", "group")
 
@@ -136,8 +142,8 @@ Message = Annotated[Track | Identify | Page | Screen | Group | Alias, Field(disc
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+@value
+class Event(NamedTuple):
     """A validated message, in the shape the engine works with."""
 
     type: str
@@ -172,6 +178,119 @@ def _field(loc: tuple[str | int, ...]) -> str:
     return ".".join(parts)
 
 
+_MAX_ID = 512
+#: ISO-8601 as SDKs write it; both pydantic and ``datetime.fromisoformat`` read it alike.
+_plain_timestamp = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})?"
+).fullmatch
+_ABSENT: Any = object()
+
+
+def _plain_id(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= _MAX_ID
+
+
+def _plain_object(value: Any) -> bool:
+    """Whether ``value`` is a JSON object: a dict with string keys."""
+    if type(value) is not dict:
+        return False
+    for key in value:  # noqa: SIM110 - a plain loop is twice as fast as all() here
+        if type(key) is not str:
+            return False
+    return True
+
+
+def _plain_message(
+    raw: dict[str, Any], default_message_id: str | None, default_timestamp: datetime | None
+) -> Event | None:
+    """The event for a plain message, exactly as the models would build it; None for any
+    message that is not plain (it may still be valid), which the models then decide.
+
+    The event holds the message's own objects (``properties``, ``traits``...), as
+    decoded JSON is handed over and never changed afterwards.
+    """
+    get = raw.get
+    user_id = get("userId")
+    anonymous_id = get("anonymousId")
+    if user_id is None:
+        if anonymous_id is None:
+            return None
+    elif not _plain_id(user_id):
+        return None
+    if anonymous_id is not None and not _plain_id(anonymous_id):
+        return None
+    message_id = get("messageId")
+    if message_id is None:
+        message_id = default_message_id
+        if message_id is None:
+            return None
+    elif not _plain_id(message_id):
+        return None
+    stamp = get("timestamp")
+    if type(stamp) is str:
+        if _plain_timestamp(stamp) is None:
+            return None
+        try:
+            timestamp = _utc(datetime.fromisoformat(stamp))
+        except ValueError:
+            return None
+    elif stamp is None and default_timestamp is not None:
+        timestamp = _utc(default_timestamp)
+    else:
+        return None
+    context = get("context", _ABSENT)
+    if context is _ABSENT:
+        context = None
+    elif not _plain_object(context):
+        return None
+    kind = get("type")
+    name: str | None = None
+    properties: Any = {}
+    traits: Any = {}
+    previous_id: str | None = None
+    if kind == "track":
+        name = get("event")
+        if not _plain_id(name):
+            return None
+        properties = get("properties", properties)
+    elif kind == "identify":
+        if "traits" in raw:
+            traits = raw["traits"]
+        elif context:  # RudderStack's SDKs send identify traits in context.traits only
+            context_traits = context.get("traits")
+            if isinstance(context_traits, dict):
+                traits = context_traits
+    elif kind == "page" or kind == "screen":
+        name = get("name")
+        if name is not None and type(name) is not str:
+            return None
+        properties = get("properties", properties)
+    elif kind == "group":
+        if not _plain_id(get("groupId")):
+            return None
+        traits = get("traits", traits)
+    elif kind == "alias":
+        previous_id = get("previousId")
+        if user_id is None or not _plain_id(previous_id):
+            return None
+    else:
+        return None
+    if not (_plain_object(properties) and _plain_object(traits)):
+        return None
+    return Event(
+        kind,
+        name,
+        message_id,
+        user_id,
+        anonymous_id,
+        timestamp,
+        properties,
+        traits,
+        previous_id,
+        context or None,
+    )
+
+
 def parse_message(
     raw: Any,
     *,
@@ -184,6 +303,23 @@ def parse_message(
     ``timestamp``, ``default_timestamp`` (the time it was received). When no
     default is given the field is required.
     """
+    if type(raw) is dict:
+        plain = _plain_message(raw, default_message_id, default_timestamp)
+        if plain is not None:
+            return plain
+    return parse_message_with_models(
+        raw, default_message_id=default_message_id, default_timestamp=default_timestamp
+    )
+
+
+def parse_message_with_models(
+    raw: Any,
+    *,
+    default_message_id: str | None = None,
+    default_timestamp: datetime | None = None,
+) -> Event:
+    """:func:`parse_message` by the pydantic models alone, for any message: the
+    definition that the shortcut for plain messages follows."""
     if not isinstance(raw, dict):
         raise InvalidMessage("", "a message must be a JSON object")
     kind = raw.get("type")

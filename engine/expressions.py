@@ -12,11 +12,13 @@ move a journey by accident.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from functools import lru_cache
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -80,6 +82,13 @@ class JourneySandbox(ImmutableSandboxedEnvironment):
 
         return checked
 
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one plain dict, not Jinja's ``ChainMap`` over the
+        environment's: every render and every condition builds a context from them,
+        and walking the chain dominated the cost of that. The environment's globals
+        never change after start-up, so a snapshot sees the same names."""
+        return {**self.globals, **(d or {})}
+
 
 def make_sandbox(*, autoescape: bool = False) -> JourneySandbox:
     """A sandbox that fails on undefined names (templates) and can autoescape (html)."""
@@ -97,18 +106,37 @@ class ExpressionSyntaxError(ValueError):
     """An expression does not parse; the message says where and why."""
 
 
+def _expression_template(source: str) -> jinja2.Template:
+    """``source`` as the template ``{% set result = <source> %}``, parsed the way
+    ``Environment.compile_expression`` does; raises jinja2.TemplateSyntaxError."""
+    parser = Parser(_ENV, source, state="variable")
+    expression = parser.parse_expression()
+    if not parser.stream.eos:
+        raise jinja2.TemplateSyntaxError(
+            "chunk after expression", parser.stream.current.lineno, None, None
+        )
+    expression.set_environment(_ENV)
+    body = [nodes.Assign(nodes.Name("result", "store"), expression, lineno=1)]
+    return _ENV.from_string(nodes.Template(body, lineno=1))
+
+
 @lru_cache(maxsize=4096)
 def compile_condition(source: str) -> Callable[[Scope], bool]:
     """Compile ``source`` once into a predicate; raises ExpressionSyntaxError if it won't parse."""
     try:
-        expression = _ENV.compile_expression(source, undefined_to_none=False)
+        template = _expression_template(source)
     except jinja2.TemplateSyntaxError as exc:
         raise ExpressionSyntaxError(f"invalid expression {source!r}: {exc.message}") from None
+    new_context = template.new_context
+    evaluate = template.root_render_func
 
     def condition(scope: Scope) -> bool:
         try:
             with limits.limited(limits.CONDITION):
-                return bool(expression(**scope))
+                context = new_context(scope)  # type: ignore[arg-type]  # a copy is taken
+                for _ in evaluate(context):
+                    pass
+                return bool(context.vars["result"])
         # A condition that raises is false by contract (journey-format sections 4 and 9);
         # the sandbox raises SecurityError (also for going over a limit), StrictUndefined
         # raises UndefinedError, and comparisons raise TypeError: all mean "not met".

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from typing import Any
 
+from engine.channels import ChannelSpec
 from engine.rendering import MessageParts, TemplateStore
 
 END = "end"
@@ -72,9 +73,13 @@ Content = TemplateContent | InlineContent
 
 @dataclass(frozen=True, slots=True)
 class ChannelAttempt:
-    """One channel to try, with what to render for it."""
+    """One channel to try, with what to render for it.
 
-    channel: str
+    The channel is resolved when the journey compiles, so a compiled journey does not
+    depend on what is registered later.
+    """
+
+    channel: ChannelSpec
     content: Content
 
 
@@ -134,11 +139,13 @@ class CompiledJourney:
     nodes: Mapping[str, Node]
     #: Every event name the journey reacts to (trigger, exits, goal, wait_for), for indexing.
     listens_to: frozenset[str] = frozenset()
+    #: The event names that can change a run once it exists (exits, goal, wait_for).
+    moved_by: frozenset[str] = frozenset()
 
 
-def listened_names(journey: CompiledJourney) -> frozenset[str]:
-    """Every event name ``journey`` reacts to."""
-    names = set(journey.trigger.names)
+def moving_names(journey: CompiledJourney) -> frozenset[str]:
+    """Every event name that can change a run of ``journey``."""
+    names: set[str] = set()
     for matcher in journey.exits:
         names |= matcher.names
     if journey.goal:
@@ -147,3 +154,8 @@ def listened_names(journey: CompiledJourney) -> frozenset[str]:
         if isinstance(node, WaitForNode):
             names |= node.matcher.names
     return frozenset(names)
+
+
+def listened_names(journey: CompiledJourney) -> frozenset[str]:
+    """Every event name ``journey`` reacts to."""
+    return journey.trigger.names | moving_names(journey)

@@ -15,12 +15,16 @@ from typing import Any
 
 ANONYMOUS_PREFIX = "anon:"
 USER_PREFIX = "user:"
+_NOT_MAPPINGS = (str, int, float, list, type(None))
 
 
 def merge_traits(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     """``update`` wins over ``base``; nested objects merge key by key."""
     merged = dict(base)
     for key, value in update.items():
+        if isinstance(value, _NOT_MAPPINGS):  # most traits; spares the ABC check below
+            merged[key] = value
+            continue
         previous = merged.get(key)
         if isinstance(value, Mapping) and isinstance(previous, Mapping):
             merged[key] = merge_traits(previous, value)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from engine.channels import get_channel
+from engine.channels import ChannelSpec, get_channel
 from engine.errors import RenderError
 from engine.graph import CompiledJourney, InlineContent, SendNode
 from engine.runs import (
@@ -28,9 +28,13 @@ def unsubscribe_url(
     return f"{public_url.rstrip('/')}/unsubscribe/{token}"
 
 
-def address_of(channel: str, profile: Mapping[str, Any]) -> str | None:
-    """The profile's address for ``channel`` (phone, email...), or None."""
-    spec = get_channel(channel)
+def address_of(channel: ChannelSpec | str, profile: Mapping[str, Any]) -> str | None:
+    """The profile's address for ``channel`` (phone, email...), or None.
+
+    A channel given by name (a stored message names its channel) is looked up among
+    the registered channels.
+    """
+    spec = get_channel(channel) if isinstance(channel, str) else channel
     value = profile.get(spec.address_trait) if spec else None
     return str(value) if value not in (None, "") and not isinstance(value, dict | list) else None
 
@@ -52,14 +56,14 @@ def render_message(
     and ``secret_key`` signs its unsubscribe link (``JOURNEY_SECRET_KEY``).
     """
     node = journey.nodes.get(ref.step)
-    channel = get_channel(ref.channel)
-    if not isinstance(node, SendNode) or channel is None:
+    attempt = node.attempts[ref.attempt] if isinstance(node, SendNode) else None
+    if attempt is None or attempt.channel.name != ref.channel:
         raise RenderError(f"step {ref.step!r} of {journey.id!r} is not a send on {ref.channel!r}")
-    content = node.attempts[ref.attempt].content
+    content = attempt.content
     if isinstance(content, InlineContent):
         parts = content.parts
     else:
-        found = content.store.resolve(content.name, channel, profile.get("locale"))
+        found = content.store.resolve(content.name, attempt.channel, profile.get("locale"))
         if found is None:
             raise RenderError(f"no {ref.channel} template {content.name!r}")
         parts = found

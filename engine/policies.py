@@ -8,16 +8,18 @@ of the user's quiet hours.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine import spec
 from engine.channels import ChannelSpec
 from engine.durations import next_local_time
+from engine.values import value
 
 UNSUBSCRIBED = "unsubscribed"
 NO_ADDRESS = "no_address"
@@ -27,24 +29,27 @@ QUIET_HOURS = "quiet_hours"
 FALLBACK_REASONS = frozenset({UNSUBSCRIBED, NO_ADDRESS})
 
 
-@dataclass(frozen=True, slots=True)
-class Allow:
+@value
+class Allow(NamedTuple):
     """Send at ``at`` (now, or the end of quiet hours when deferred)."""
 
     at: datetime
     deferred: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Suppress:
+@value
+class Suppress(NamedTuple):
     reason: str
 
 
 Decision = Allow | Suppress
+_REFUSALS = {
+    reason: Suppress(reason) for reason in (UNSUBSCRIBED, NO_ADDRESS, FREQUENCY_CAP, QUIET_HOURS)
+}
 
 
-@dataclass(frozen=True, slots=True)
-class SentMessage:
+@value
+class SentMessage(NamedTuple):
     """A message that counts toward caps: sent, in flight, or deferred to ``at``."""
 
     channel: str
@@ -56,9 +61,6 @@ class Cap:
     channel: str
     limit: int
     per: timedelta
-
-    def applies_to(self, channel: str) -> bool:
-        return self.channel in ("any", channel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,11 @@ class CompiledPolicies:
     quiet_hours: QuietHours | None = None
     caps: tuple[Cap, ...] = ()
     opt_in_channels: frozenset[str] = frozenset()
+    _horizon: timedelta = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        horizon = max((cap.per for cap in self.caps), default=timedelta(0))
+        object.__setattr__(self, "_horizon", horizon)
 
     @classmethod
     def from_spec(cls, model: spec.Policies) -> CompiledPolicies:
@@ -113,6 +120,11 @@ class CompiledPolicies:
             opt_in_channels=frozenset(model.opt_in_channels),
         )
 
+    @property
+    def cap_horizon(self) -> timedelta:
+        """How far back sent messages matter: the longest cap window (zero without caps)."""
+        return self._horizon
+
     def zone_for(self, profile: Mapping[str, Any]) -> ZoneInfo:
         """The profile's ``timezone`` trait when it names a real zone, else the default."""
         name = profile.get("timezone")
@@ -124,10 +136,10 @@ class CompiledPolicies:
         subscriptions = profile.get("subscriptions")
         subscribed = subscriptions.get(channel.name) if isinstance(subscriptions, dict) else None
         if subscribed is False or (channel.name in self.opt_in_channels and subscribed is not True):
-            return Suppress(UNSUBSCRIBED)
+            return _REFUSALS[UNSUBSCRIBED]
         address = profile.get(channel.address_trait)
         if address is None or address == "" or isinstance(address, dict | list):
-            return Suppress(NO_ADDRESS)
+            return _REFUSALS[NO_ADDRESS]
         return None
 
     def decide(
@@ -135,7 +147,7 @@ class CompiledPolicies:
         channel: ChannelSpec,
         profile: Mapping[str, Any],
         now: datetime,
-        sent: Sequence[SentMessage],
+        sent: Collection[SentMessage],
         *,
         ignore_frequency_cap: bool = False,
     ) -> Decision:
@@ -152,12 +164,12 @@ class CompiledPolicies:
             if in_quiet and quiet.defer:
                 at, deferred = next_local_time(now, quiet.end, zone), True
         if not ignore_frequency_cap and self.capped(channel.name, at, sent):
-            return Suppress(FREQUENCY_CAP)
+            return _REFUSALS[FREQUENCY_CAP]
         if in_quiet and not deferred:
-            return Suppress(QUIET_HOURS)
+            return _REFUSALS[QUIET_HOURS]
         return Allow(at, deferred)
 
-    def capped(self, channel: str, at: datetime, sent: Sequence[SentMessage]) -> bool:
+    def capped(self, channel: str, at: datetime, sent: Collection[SentMessage]) -> bool:
         """Whether one more message at ``at`` would break any rolling window.
 
         Windows are ``(t - per, t]``. Deferred messages may already sit in the
@@ -165,13 +177,20 @@ class CompiledPolicies:
         only the one ending at ``at``.
         """
         for cap in self.caps:
-            if not cap.applies_to(channel):
+            if len(sent) < cap.limit:
+                continue  # even every message counting and this one fit
+            if cap.channel != channel and cap.channel != "any":
                 continue
-            times = sorted(
-                m.at for m in sent if cap.applies_to(m.channel) and abs(m.at - at) < cap.per
-            )
+            every_channel = cap.channel == "any"
+            low, high = at - cap.per, at + cap.per  # only these can share a window with it
+            times = [
+                m.at for m in sent if low < m.at < high and (every_channel or m.channel == channel)
+            ]
+            if len(times) < cap.limit:
+                continue  # even all of them and this one fit
+            times.sort()
             for end in [at, *(t for t in times if t > at)]:
-                in_window = sum(1 for t in times if end - cap.per < t <= end) + 1
+                in_window = bisect_right(times, end) - bisect_right(times, end - cap.per) + 1
                 if in_window > cap.limit:
                     return True
         return False

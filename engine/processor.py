@@ -12,16 +12,17 @@ outbox in the database), which differ only in their :class:`UserBook` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import takewhile
 from typing import Any, Protocol
 
+from engine.catalog import Catalog as Catalog  # re-exported for the processor's users
 from engine.events import Event
 from engine.graph import CompiledJourney
 from engine.identity import anonymous_key, display_id, merge_traits, user_key
 from engine.policies import SentMessage
-from engine.project import Project
 from engine.runs import (
     CancelMessage,
     CancelTimer,
@@ -34,6 +35,7 @@ from engine.runs import (
     EventInput,
     Exited,
     Input,
+    MessageRef,
     RunFact,
     RunState,
     ScheduleMessage,
@@ -50,6 +52,8 @@ from engine.runtime import (
     goal_open,
     may_enter,
 )
+
+NO_ENTRIES = EntryHistory()
 
 FACT_NAMES: Mapping[type, str] = {
     Entered: "entered",
@@ -73,13 +77,15 @@ class UserState:
     runs: dict[str, RunState] = field(default_factory=dict)
     entries: dict[str, EntryHistory] = field(default_factory=dict)
     sent: dict[str, SentMessage] = field(default_factory=dict)
+    #: The id trace lines and templates show (the key without its prefix).
+    user_id: str = field(init=False)
 
-    @property
-    def user_id(self) -> str:
-        return display_id(self.key)
+    def __post_init__(self) -> None:
+        self.user_id = display_id(self.key)
 
     def view(self) -> UserView:
-        return UserView(self.user_id, self.profile, tuple(self.sent.values()))
+        """What the runtime may know of the user now (read before the user changes)."""
+        return UserView(self.user_id, self.profile, self.sent.values())
 
     def active_run(self, journey_id: str) -> RunState | None:
         for run in self.runs.values():
@@ -102,15 +108,6 @@ class UserBook(Protocol):
 
     def take(self, key: str) -> UserState | None:
         """Remove the user under ``key`` (merged into another) and return it, if known."""
-
-
-class Catalog(Protocol):
-    """The deployed journeys: the current project, and any version runs are pinned to."""
-
-    @property
-    def current(self) -> Project: ...
-
-    def journey(self, journey_id: str, version: str) -> CompiledJourney: ...
 
 
 class Effects(Protocol):
@@ -142,37 +139,70 @@ class Effects(Protocol):
 
 
 class Processor:
-    """Applies events, fired timers and delivery results to users' runs."""
+    """Applies events, fired timers and delivery results to users' runs.
 
-    def __init__(self, catalog: Catalog, book: UserBook, effects: Effects) -> None:
+    ``memory_only`` is for ``journey simulate``, where users live in this process
+    only and the clock never goes back. There, what can no longer matter is
+    forgotten as it is met (ended runs whose conversion window has closed, cap
+    slots older than the longest cap), and an input that changes a run in no way
+    is not carried out. The live engine keeps every run and slot it loaded (its
+    inputs' times may differ by moments, in either direction) and saves every run
+    an input reached.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        book: UserBook,
+        effects: Effects,
+        *,
+        memory_only: bool = False,
+    ) -> None:
         self.catalog = catalog
         self.book = book
         self.effects = effects
+        self.memory_only = memory_only
+        self._handlers: dict[type, Callable[[UserState, Any], None]] = {
+            ScheduleTimer: effects.timer_set,
+            CancelTimer: self._cancel_timer,
+            Suppressed: self._suppressed,
+            CancelMessage: self._cancel_message,
+            Entered: self._fact,
+            Converted: self._fact,
+            Exited: self._fact,
+            Completed: self._fact,
+        }
 
     # -- inputs --
 
     def apply(self, event: Event, now: datetime) -> None:
         """Apply one event at ``now``: identity and traits, then runs, then triggers."""
-        if event.type in ("identify", "alias"):
+        kind = event.type
+        if kind == "identify" or kind == "alias":
             self.identify(event, now)
             return
-        project = self.catalog.current
         name = event.name
-        interested = name is not None and name in project.by_event
-        if not interested:
+        if name is None:
             return
-        assert name is not None
+        project = self.catalog.current
+        if name not in project.by_event:
+            return
         user = self.book.get(self.book.resolve(event.user_id, event.anonymous_id))
         item = EventInput(name, event.data(), event.message_id)
-        for run in list(user.runs.values()):
-            journey = self.catalog.journey(run.journey_id, run.version)
-            if name in journey.listens_to and (run.active or goal_open(journey, run, now)):
-                self.step(user, journey, run, item, now)
-        for journey in project.by_event[name]:
-            if not journey.trigger.wants(name):
-                continue
-            history = user.entries.get(journey.id, EntryHistory())
-            view = user.view()
+        if user.runs:
+            memory_only = self.memory_only
+            for run in list(user.runs.values()):
+                journey = self.catalog.journey(run.journey_id, run.version)
+                if run.active or goal_open(journey, run, now):
+                    # A journey's trigger alone cannot move a run of it: in memory,
+                    # where an unchanged run needs no saving, such events pass by.
+                    if name in (journey.moved_by if memory_only else journey.listens_to):
+                        self.step(user, journey, run, item, now)
+                elif memory_only:
+                    del user.runs[run.run_id]  # ended, and can no longer convert
+        view = user.view()
+        for journey in project.triggered_by[name]:
+            history = user.entries.get(journey.id, NO_ENTRIES)
             has_active = user.active_run(journey.id) is not None
             if may_enter(journey, item, now, view, history, has_active):
                 number = history.count + 1
@@ -203,6 +233,9 @@ class Processor:
         self, user: UserState, journey: CompiledJourney, run: RunState, item: Input, now: datetime
     ) -> None:
         transition = advance(journey, run, item, now, user.view(), self.catalog.current.policies)
+        unchanged = transition.run is run and not transition.commands
+        if self.memory_only and unchanged and (run.active or goal_open(journey, run, now)):
+            return  # nothing changed, and nothing is kept but the run itself
         self.carry_out(user, journey, transition, now)
 
     # -- identity --
@@ -238,7 +271,7 @@ class Processor:
             owner.runs[run.run_id] = run
             self.effects.run_saved(owner, run)
         for journey_id, theirs in gone.entries.items():
-            mine = owner.entries.get(journey_id, EntryHistory())
+            mine = owner.entries.get(journey_id, NO_ENTRIES)
             moments = [t for t in (mine.last_entered_at, theirs.last_entered_at) if t is not None]
             owner.entries[journey_id] = EntryHistory(
                 mine.count + theirs.count, max(moments) if moments else None
@@ -252,38 +285,56 @@ class Processor:
     ) -> None:
         run = transition.run
         user.runs[run.run_id] = run
-        effects = self.effects
         results: list[DeliveryResult] = []
+        handlers = self._handlers
         for command in transition.commands:
-            if isinstance(command, ScheduleTimer):
-                effects.timer_set(user, command)
-            elif isinstance(command, CancelTimer):
-                effects.timer_cancelled(user, command.timer_id)
-            elif isinstance(command, Dispatch):
+            handler = handlers.get(type(command))
+            if handler is not None:
+                handler(user, command)
+            elif isinstance(command, ScheduleMessage):
+                self._take_slot(user, command.message, command.at, now)
+                self.effects.message_scheduled(user, command)
+            else:
+                assert isinstance(command, Dispatch)
                 # The cap slot is taken now, so later sends see it before it is delivered.
-                user.sent[command.message.message_id] = SentMessage(
-                    command.message.channel, command.at
-                )
-                result = effects.dispatch(user, journey, run, command)
+                self._take_slot(user, command.message, command.at, now)
+                result = self.effects.dispatch(user, journey, run, command)
                 if result is not None:
                     results.append(result)
-            elif isinstance(command, Suppressed):
-                user.sent.pop(command.message.message_id, None)
-                effects.suppressed(user, command)
-            elif isinstance(command, ScheduleMessage):
-                user.sent[command.message.message_id] = SentMessage(
-                    command.message.channel, command.at
-                )
-                effects.message_scheduled(user, command)
-            elif isinstance(command, CancelMessage):
-                user.sent.pop(command.message_id, None)
-                effects.message_cancelled(user, command.message_id)
-            else:
-                effects.fact(user, FACT_NAMES[type(command)], command)
         if run.active or goal_open(journey, run, now):
-            effects.run_saved(user, run)
+            self.effects.run_saved(user, run)
         else:
             del user.runs[run.run_id]
-            effects.run_dropped(user, run)
+            self.effects.run_dropped(user, run)
         for result in results:
             self.delivered(user, run.run_id, result, now)
+
+    def _fact(self, user: UserState, command: RunFact) -> None:
+        self.effects.fact(user, FACT_NAMES[type(command)], command)
+
+    def _cancel_timer(self, user: UserState, command: CancelTimer) -> None:
+        self.effects.timer_cancelled(user, command.timer_id)
+
+    def _suppressed(self, user: UserState, command: Suppressed) -> None:
+        user.sent.pop(command.message.message_id, None)
+        self.effects.suppressed(user, command)
+
+    def _cancel_message(self, user: UserState, command: CancelMessage) -> None:
+        user.sent.pop(command.message_id, None)
+        self.effects.message_cancelled(user, command.message_id)
+
+    def _take_slot(self, user: UserState, message: MessageRef, at: datetime, now: datetime) -> None:
+        sent = user.sent
+        sent[message.message_id] = SentMessage(message.channel, at)
+        if self.memory_only:
+            # Caps count messages within ``per`` of a send, which is never earlier than
+            # now: the oldest slots (taken first) go once the longest cap has passed them.
+            horizon = self.catalog.current.policies.cap_horizon
+            expired = [
+                message_id
+                for message_id, _ in takewhile(
+                    lambda slot: now - slot[1].at >= horizon, sent.items()
+                )
+            ]
+            for message_id in expired:
+                del sent[message_id]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine import spec
+from engine.catalog import Project as Project  # re-exported: the result of compiling
 from engine.channels import get_channel
 from engine.compiler import compile_journey
 from engine.content import TemplateChecker
@@ -26,7 +27,8 @@ from engine.errors import CompileError, Diagnostic
 from engine.graph import CompiledJourney
 from engine.policies import CompiledPolicies
 from engine.rendering import TemplateStore
-from engine.yaml_source import YamlDocument, load_yaml
+from engine.source import SourceDocument
+from engine.yaml_source import load_yaml
 
 POLICIES_FILE = "policies.yaml"
 JOURNEY_SUFFIXES = (".yaml", ".yml")
@@ -106,23 +108,12 @@ class SourceTree:
         return digest.hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class Project:
-    """Everything the runtime needs from a journey directory."""
-
-    journeys: Mapping[str, CompiledJourney]
-    policies: CompiledPolicies
-    templates: TemplateStore
-    by_event: Mapping[str, tuple[CompiledJourney, ...]] = field(default_factory=dict)
-    version: str = ""
-
-
 def default_templates_dir(journeys_dir: Path) -> Path:
     """``templates/`` beside the journey directory."""
     return journeys_dir.resolve().parent / "templates"
 
 
-def _source_diagnostics(doc: YamlDocument) -> list[Diagnostic]:
+def _source_diagnostics(doc: SourceDocument) -> list[Diagnostic]:
     return [Diagnostic(doc.file, p.line, p.column, p.message) for p in doc.problems]
 
 

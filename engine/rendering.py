@@ -15,8 +15,9 @@ capped in size so a runaway loop cannot exhaust memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +39,37 @@ def _env_for(part: str) -> jinja2.Environment:
     return _HTML_ENV if part in HTML_PARTS else _TEXT_ENV
 
 
+#: Chunks taken from a template at a time: a Python step per chunk dominated rendering.
+_BATCH = 64
+
+
+def _too_long(part: str) -> RenderError:
+    return RenderError(f"part {part!r} is longer than {MAX_PART_CHARS} characters")
+
+
 def _capped(chunks: Iterator[str], part: str) -> str:
-    size = 0
+    """The text of ``chunks``, or RenderError once it passes MAX_PART_CHARS.
+
+    The outcome is that of checking after every chunk: the cap, if it was passed
+    before any chunk failed, else the chunk's error.
+    """
     out: list[str] = []
-    for chunk in chunks:
-        size += len(chunk)
-        if size > MAX_PART_CHARS:
-            raise RenderError(f"part {part!r} is longer than {MAX_PART_CHARS} characters")
-        out.append(chunk)
-    return "".join(out)
+    size = 0
+    try:
+        while True:
+            done = len(out)
+            out.extend(islice(chunks, _BATCH))  # keeps what came before a failing chunk
+            size += sum(map(len, islice(out, done, None)))
+            if size > MAX_PART_CHARS:
+                raise _too_long(part)
+            if len(out) - done < _BATCH:
+                return "".join(out)
+    except RenderError:
+        raise
+    except Exception:
+        if sum(map(len, out)) > MAX_PART_CHARS:
+            raise _too_long(part) from None
+        raise
 
 
 def _describe(exc: Exception) -> str:
@@ -66,10 +89,10 @@ class PartSource:
     #: The template defines macros or variables at its top level, which blocks may use.
     has_definitions: bool = False
 
-    def chunks(self, context: jinja2.runtime.Context) -> Iterator[str]:
+    def render_function(self) -> Callable[[jinja2.runtime.Context], Iterator[str]]:
         if self.block is None:
-            return self.template.root_render_func(context)
-        return self.template.blocks[self.block](context)
+            return self.template.root_render_func
+        return self.template.blocks[self.block]
 
 
 @dataclass(frozen=True)
@@ -78,6 +101,15 @@ class MessageParts:
 
     source: str
     parts: Mapping[str, PartSource]
+    _plan: tuple[tuple[str, PartSource, Callable[[jinja2.runtime.Context], Iterator[str]]], ...] = (
+        field(init=False, repr=False, compare=False)
+    )
+
+    def __post_init__(self) -> None:
+        plan = tuple(
+            (part, source, source.render_function()) for part, source in self.parts.items()
+        )
+        object.__setattr__(self, "_plan", plan)
 
     def render(self, scope: Mapping[str, Any]) -> dict[str, str]:
         """Render every part; raises RenderError naming the part and the cause."""
@@ -85,12 +117,12 @@ class MessageParts:
         # Parts from one template share one context: building contexts dominated rendering.
         contexts: dict[int, jinja2.runtime.Context] = {}
         with limited(RENDER):  # one budget of steps and time for the whole message
-            for part, source in self.parts.items():
+            for part, source, render_part in self._plan:
                 try:
                     context = contexts.get(id(source.template))
                     if context is None:
                         context = contexts[id(source.template)] = _context(source, scope)
-                    rendered[part] = _capped(source.chunks(context), part)
+                    rendered[part] = _capped(render_part(context), part)
                 except RenderError as exc:
                     raise RenderError(f"{self.source}: {exc}") from None
                 # Marketer-written text can fail in many ways (undefined names, type errors,
@@ -101,12 +133,13 @@ class MessageParts:
 
 
 def _context(source: PartSource, scope: Mapping[str, Any]) -> jinja2.runtime.Context:
+    if not source.has_definitions:
+        return source.template.new_context(scope)  # type: ignore[arg-type]  # copied
+    # A block rendered on its own does not run the template's top level, where
+    # macros and {% set %} live; run it once and hand its exports to the blocks.
     names = dict(scope)
-    if source.has_definitions:
-        # A block rendered on its own does not run the template's top level, where
-        # macros and {% set %} live; run it once and hand its exports to the blocks.
-        module = source.template.make_module(dict(scope))
-        names.update((k, v) for k, v in vars(module).items() if not k.startswith("_"))
+    module = source.template.make_module(dict(scope))
+    names.update((k, v) for k, v in vars(module).items() if not k.startswith("_"))
     return source.template.new_context(names)
 
 
@@ -171,6 +204,7 @@ def locale_chain(locale: object) -> tuple[str, ...]:
 
 TEMPLATE_SUFFIX = ".j2"
 MAX_TEMPLATE_BYTES = 1024 * 1024
+MAX_RESOLVED = 10_000
 
 
 @dataclass
@@ -185,6 +219,8 @@ class TemplateStore:
     label: str = "templates"
     _cache: dict[tuple[str, str, str], MessageParts | None] = field(default_factory=dict)
     _locale_dirs: dict[str, str] = field(default_factory=dict)
+    #: (name, channel, locale trait) -> what :meth:`resolve` found, for the usual locales.
+    _resolved: dict[tuple[str, str, str | None], MessageParts | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for path in self.files:
@@ -231,6 +267,17 @@ class TemplateStore:
 
     def resolve(self, name: str, channel: ChannelSpec, locale: object) -> MessageParts | None:
         """The compiled parts for the best locale match, or None when no file exists."""
+        key = (name, channel.name, locale if isinstance(locale, str) else None)
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
+        found = self._resolve(name, channel, locale)
+        if len(self._resolved) < MAX_RESOLVED:  # locale traits are free text
+            self._resolved[key] = found
+        return found
+
+    def _resolve(self, name: str, channel: ChannelSpec, locale: object) -> MessageParts | None:
         for tag in (*locale_chain(locale), ""):
             directory = self._locale_dirs.get(tag.lower()) if tag else ""
             if directory is None:

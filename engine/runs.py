@@ -1,20 +1,23 @@
 """What a run is and what it can say: its state, its inputs, and the runtime's commands.
 
-These plain, frozen values are everything that crosses the boundary of the pure
+These plain, immutable values are everything that crosses the boundary of the pure
 runtime (``engine.runtime``): the simulator and the live engine build inputs,
 keep states and carry out commands, without knowing how decisions are made.
 Ids are deterministic, so replays and retries produce the same runs and messages.
+Most are named tuples (see ``engine.values``): several are made per event.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
 
 from engine.policies import SentMessage
+from engine.values import value
 
 ACTIVE, COMPLETED, EXITED = "active", "completed", "exited"
 
@@ -23,8 +26,8 @@ EventData = Mapping[str, Any]
 # -- inputs -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class EventInput:
+@value
+class EventInput(NamedTuple):
     """A user's event. ``name`` is what journeys match (track ``event``, page/screen ``name``)."""
 
     name: str | None
@@ -32,16 +35,16 @@ class EventInput:
     message_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class TimerFired:
+@value
+class TimerFired(NamedTuple):
     timer_id: str
 
 
 UNDELIVERABLE = "undeliverable"
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryResult:
+@value
+class DeliveryResult(NamedTuple):
     """How a dispatched message ended: ``sent``, ``failed`` (no fallback) or
     ``undeliverable`` (a permanent delivery failure: the next fallback channel is tried)."""
 
@@ -52,20 +55,20 @@ class DeliveryResult:
 Input = EventInput | TimerFired | DeliveryResult
 
 
-@dataclass(frozen=True, slots=True)
-class UserView:
+@value
+class UserView(NamedTuple):
     """What the runtime may know of the user: id, merged traits, messages counting for caps."""
 
     user_id: str
     profile: Mapping[str, Any]
-    sent: Sequence[SentMessage] = ()
+    sent: Collection[SentMessage] = ()
 
 
 # -- state ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Waiting:
+@value
+class Waiting(NamedTuple):
     """What a run on a step waits for."""
 
     kind: Literal["timer", "event", "delivery", "deferred"]
@@ -74,8 +77,8 @@ class Waiting:
     attempt: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class RunState:
+@value
+class RunState(NamedTuple):
     """One user's pass through one journey."""
 
     run_id: str
@@ -87,7 +90,7 @@ class RunState:
     event: EventData
     status: str = ACTIVE
     step: str | None = None
-    visits: Mapping[str, int] = field(default_factory=dict)
+    visits: Mapping[str, int] = MappingProxyType({})
     waiting: Waiting | None = None
     converted_at: datetime | None = None
     ended_at: datetime | None = None
@@ -100,8 +103,8 @@ class RunState:
 # -- commands ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RunFact:
+@value
+class RunFact(NamedTuple):
     """A fact about a run, for the record and the trace."""
 
     run_id: str
@@ -126,8 +129,8 @@ class Completed(RunFact):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class MessageRef:
+@value
+class MessageRef(NamedTuple):
     """Identifies one message: the run, step, visit and channel it belongs to."""
 
     message_id: str
@@ -139,43 +142,43 @@ class MessageRef:
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
-class Suppressed:
+@value
+class Suppressed(NamedTuple):
     message: MessageRef
     reason: str
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduleMessage:
+@value
+class ScheduleMessage(NamedTuple):
     """A send deferred by quiet hours: it counts toward caps at ``at`` from now on."""
 
     message: MessageRef
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Dispatch:
+@value
+class Dispatch(NamedTuple):
     """Render and deliver now, then feed back a DeliveryResult."""
 
     message: MessageRef
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class CancelMessage:
+@value
+class CancelMessage(NamedTuple):
     message_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduleTimer:
+@value
+class ScheduleTimer(NamedTuple):
     timer_id: str
     run_id: str
     due_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class CancelTimer:
+@value
+class CancelTimer(NamedTuple):
     timer_id: str
 
 
@@ -193,8 +196,8 @@ Command = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+@value
+class Transition(NamedTuple):
     run: RunState
     commands: tuple[Command, ...]
 

@@ -4,8 +4,8 @@
 fired timer or a delivery result). Both are pure: they read their arguments
 only (the compiled journey, the run, the input, ``now``, the user's profile and
 send history, the policies) and return the new run state plus a list of
-commands. No I/O, no clock, no globals: ``journey simulate``, the tests and the
-live workers run exactly this code.
+commands. No I/O, no clock, no globals (channels were resolved when the journey
+compiled): ``journey simulate``, the tests and the live workers run exactly this code.
 
 Commands (defined in ``engine.runs``) tell the caller what to persist and do: facts
 (:class:`Entered`, :class:`Converted`, :class:`Exited`, :class:`Completed`,
@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from engine.channels import get_channel
 from engine.durations import next_local_time
 from engine.errors import EngineError
 from engine.graph import (
@@ -129,7 +128,8 @@ def may_enter(
             assert rule.after is not None and history.last_entered_at is not None
             if now - history.last_entered_at < rule.after:
                 return False
-    return _matches(journey.trigger, item, lambda: trigger_scope(item.data, user, now))
+    where = journey.trigger.where
+    return where is None or where(trigger_scope(item.data, user, now))
 
 
 def enter(
@@ -191,9 +191,27 @@ class _Walker:
     """Accumulates one transition. Private: the public surface is enter/advance.
 
     The run's changing fields are held as plain attributes while walking and the
-    new RunState is built once at the end: rebuilding a frozen dataclass per step
-    dominated the simulator's profile.
+    new RunState is built once at the end, or not at all when nothing changed:
+    rebuilding a frozen dataclass per step dominated the simulator's profile.
     """
+
+    __slots__ = (
+        "commands",
+        "converted_at",
+        "ended_at",
+        "event",
+        "journey",
+        "now",
+        "own_visits",
+        "policies",
+        "run",
+        "status",
+        "step",
+        "transitions",
+        "user",
+        "visits",
+        "waiting",
+    )
 
     def __init__(
         self,
@@ -213,6 +231,7 @@ class _Walker:
         self.status = run.status
         self.step = run.step
         self.visits: Mapping[str, int] = run.visits
+        self.own_visits = False  # visits is copied before the first change
         self.waiting = run.waiting
         self.event = run.event
         self.converted_at = run.converted_at
@@ -223,21 +242,33 @@ class _Walker:
 
     def result(self) -> Transition:
         run = self.run
+        if (
+            not self.commands
+            and not self.own_visits
+            and self.status == run.status
+            and self.step == run.step
+            and self.waiting == run.waiting
+            and self.event is run.event
+            and self.converted_at == run.converted_at
+            and self.ended_at == run.ended_at
+            and self.user.user_id == run.user_id
+        ):
+            return Transition(run, ())
         return Transition(
             RunState(
-                run_id=run.run_id,
-                journey_id=run.journey_id,
-                version=run.version,
-                user_id=self.user.user_id,
-                entered_at=run.entered_at,
-                trigger=run.trigger,
-                event=self.event,
-                status=self.status,
-                step=self.step,
-                visits=self.visits,
-                waiting=self.waiting,
-                converted_at=self.converted_at,
-                ended_at=self.ended_at,
+                run.run_id,
+                run.journey_id,
+                run.version,
+                self.user.user_id,
+                run.entered_at,
+                run.trigger,
+                self.event,
+                self.status,
+                self.step,
+                self.visits,
+                self.waiting,
+                self.converted_at,
+                self.ended_at,
             ),
             tuple(self.commands),
         )
@@ -330,7 +361,12 @@ class _Walker:
                 self.end(COMPLETED)
                 return
             node = self.journey.nodes[target]
-            visits = dict(self.visits)
+            if self.own_visits:
+                visits = self.visits
+                assert isinstance(visits, dict)
+            else:
+                visits = dict(self.visits)
+                self.own_visits = True
             visits[target] = visits.get(target, 0) + 1
             self.step, self.visits, self.waiting = target, visits, None
             if isinstance(node, WaitNode):
@@ -376,7 +412,7 @@ class _Walker:
         return node.otherwise
 
     def message(self, node: SendNode, attempt: int) -> MessageRef:
-        channel = node.attempts[attempt].channel
+        channel = node.attempts[attempt].channel.name
         visit = self.visits.get(node.name, 0)
         return MessageRef(
             make_message_id(self.run.run_id, node.name, visit, channel),
@@ -392,11 +428,8 @@ class _Walker:
         """Try channels from ``attempt`` on. Returns the step to go to, or None when paused."""
         for index in range(attempt, len(node.attempts)):
             ref = self.message(node, index)
-            channel = get_channel(ref.channel)
-            if channel is None:
-                raise EngineError(f"channel {ref.channel!r} is no longer registered")
             decision = self.policies.decide(
-                channel,
+                node.attempts[index].channel,
                 self.user.profile,
                 self.now,
                 self.user.sent,
@@ -427,9 +460,7 @@ class _Walker:
         """Quiet hours are over. Consent and address are checked again (they may have
         changed overnight); the cap slot was taken when the send was deferred."""
         ref = self.message(node, waiting.attempt)
-        channel = get_channel(ref.channel)
-        assert channel is not None
-        refused = self.policies.consent(channel, self.user.profile)
+        refused = self.policies.consent(node.attempts[waiting.attempt].channel, self.user.profile)
         if refused is None:
             self.dispatch(ref, waiting.attempt)
             return

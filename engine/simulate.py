@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.durations import iso_z as iso
+from engine.catalog import Project, SingleVersion
+from engine.durations import iso_z
 from engine.errors import RenderError
 from engine.events import Event
-from engine.graph import CompiledJourney
+from engine.graph import CompiledJourney, SendNode
 from engine.identity import IdentityMap
 from engine.messages import DEFAULT_PUBLIC_URL, address_of, render_message
 from engine.processor import Processor, UserState
-from engine.project import Project
 from engine.runs import (
     DeliveryResult,
     Dispatch,
@@ -36,6 +36,7 @@ from engine.runs import (
 from engine.signed_links import SIMULATION_SECRET_KEY
 
 TraceLine = dict[str, Any]
+MOMENTS_KEPT = 4096
 
 
 @dataclass
@@ -71,16 +72,6 @@ class MemoryBook:
         return self.users.pop(key, None)
 
 
-class SingleVersion:
-    """A catalog of one project: simulation never redeploys."""
-
-    def __init__(self, project: Project) -> None:
-        self.current = project
-
-    def journey(self, journey_id: str, version: str) -> CompiledJourney:
-        return self.current.journeys[journey_id]
-
-
 class Simulation:
     """Drives the processor over events and a timer heap, emitting trace lines."""
 
@@ -94,11 +85,22 @@ class Simulation:
         self.emit = emit
         self.public_url = public_url
         self.book = MemoryBook()
-        self.processor = Processor(SingleVersion(project), self.book, self)
+        self.processor = Processor(SingleVersion(project), self.book, self, memory_only=True)
         self.timers: list[tuple[datetime, int, str]] = []
         self.timer_owner: dict[str, tuple[str, str]] = {}  # timer -> (user key, run id)
         self.sequence = 0
         self.summary = Summary()
+        #: The channels the journeys send on, for the address of each message line.
+        self.channels = {
+            attempt.channel.name: attempt.channel
+            for journey in project.journeys.values()
+            for node in journey.nodes.values()
+            if isinstance(node, SendNode)
+            for attempt in node.attempts
+        }
+        # Trace lines share their moments (a run's lines, the end of quiet hours...):
+        # each is formatted once.
+        self._moments: dict[datetime, str] = {}
 
     @property
     def users(self) -> dict[str, UserState]:
@@ -108,9 +110,12 @@ class Simulation:
 
     def run(self, events: Iterable[Event], until: datetime | None = None) -> None:
         """Apply ``events`` (already in time order), then fire timers up to ``until``."""
+        timers, apply = self.timers, self.processor.apply
         for event in events:
-            self.fire_due(event.timestamp)
-            self.processor.apply(event, event.timestamp)
+            now = event.timestamp
+            if timers and timers[0][0] <= now:
+                self.fire_due(now)
+            apply(event, now)
         if until is not None:
             self.fire_due(until)
 
@@ -129,10 +134,24 @@ class Simulation:
 
     # -- effects --
 
+    def moment(self, at: datetime) -> str:
+        """``at`` as trace lines write it."""
+        text = self._moments.get(at)
+        if text is None:
+            if len(self._moments) >= MOMENTS_KEPT:
+                self._moments.clear()
+            text = self._moments[at] = iso_z(at)
+        return text
+
     def fact(self, user: UserState, kind: str, fact: RunFact) -> None:
         self.summary.add(fact.journey_id, kind)
         self.emit(
-            {"type": kind, "at": iso(fact.at), "journey": fact.journey_id, "user_id": user.user_id}
+            {
+                "type": kind,
+                "at": self.moment(fact.at),
+                "journey": fact.journey_id,
+                "user_id": user.user_id,
+            }
         )
 
     def timer_set(self, user: UserState, command: ScheduleTimer) -> None:
@@ -209,12 +228,12 @@ class Simulation:
         self.emit(
             {
                 "type": "message",
-                "at": iso(at),
+                "at": self.moment(at),
                 "journey": journey_id,
                 "step": step,
                 "user_id": user.user_id,
                 "channel": channel,
-                "to": address_of(channel, user.profile),
+                "to": address_of(self.channels.get(channel) or channel, user.profile),
                 "status": status,
                 "reason": reason,
                 "content": content,

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-Path = tuple[str | int, ...]
+from engine.source import DataPath, SourceDocument, SourceProblem
 
 
 class _Loader(yaml.SafeLoader):
@@ -73,46 +72,9 @@ _STANDARD_TAGS = frozenset(
 ) | {"tag:yaml.org,2002:merge"}
 
 
-@dataclass
-class SourceProblem:
-    """A problem found while reading the file itself (syntax, duplicate keys)."""
-
-    line: int
-    column: int
-    message: str
-
-
-@dataclass
-class YamlDocument:
-    """A loaded document: its value plus where each piece of it came from."""
-
-    file: str
-    data: Any
-    source_text: str = ""
-    value_marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
-    key_marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
-    problems: list[SourceProblem] = field(default_factory=list)
-
-    def position(self, path: Path, *, key: bool = False) -> tuple[int, int]:
-        """The position of ``path``'s value (or its key, with ``key=True``).
-
-        A path that is not in the file (a missing field) falls back to the key of its
-        nearest ancestor, which is where the author has to add it.
-        """
-        exact = self.key_marks if key else self.value_marks
-        if path in exact:
-            return exact[path]
-        probe = tuple(path[:-1])
-        while probe:
-            if probe in self.key_marks:
-                return self.key_marks[probe]
-            probe = probe[:-1]
-        return (1, 1)
-
-
-def load_yaml(text: str, file: str) -> YamlDocument:
+def load_yaml(text: str, file: str) -> SourceDocument:
     """Load one YAML document safely. Syntax errors become ``problems``, never exceptions."""
-    doc = YamlDocument(file=file, data=None, source_text=text)
+    doc = SourceDocument(file=file, data=None, source_text=text)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -135,7 +97,7 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _build(loader: _Loader, node: yaml.Node, path: Path, doc: YamlDocument) -> Any:
+def _build(loader: _Loader, node: yaml.Node, path: DataPath, doc: SourceDocument) -> Any:
     doc.value_marks[path] = _mark(node)
     if node.tag not in _STANDARD_TAGS:
         line, column = _mark(node)
@@ -170,7 +132,7 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, doc: YamlDocument) -> A
     return _scalar(loader, node, doc)
 
 
-def _scalar(loader: _Loader, node: yaml.Node, doc: YamlDocument) -> Any:
+def _scalar(loader: _Loader, node: yaml.Node, doc: SourceDocument) -> Any:
     """Construct one node; a value PyYAML cannot build is reported and kept as its text."""
     try:
         return loader.construct_object(node, deep=True)

@@ -3,8 +3,8 @@
 
     python3 scripts/dev.py run [ARGS...]          set up, then `journey run` (or `journey ARGS`)
     python3 scripts/dev.py simulate [ARGS...]     set up, then simulate the examples, readably
-    python3 scripts/dev.py test [PYTEST_ARGS...]  set up, then ruff, mypy and pytest
-    python3 scripts/dev.py bench [ARGS...]        set up, then the simulate throughput benchmark
+    python3 scripts/dev.py test [PYTEST_ARGS...]  set up, then ruff, mypy, lint-imports, pytest
+    python3 scripts/dev.py bench [ARGS...]        set up, then the simulate throughput benchmarks
 
 Set-up is a `.venv` beside pyproject.toml with the project installed in editable mode; it is
 reinstalled only when pyproject.toml changes (its hash is kept in .venv/.installed-hash).
@@ -38,6 +38,8 @@ DEFAULT_SIMULATE: list[str] = ["simulate", "journeys", "examples/events.jsonl"]
 TEST_STEPS: list[tuple[str, list[str]]] = [
     ("ruff", ["ruff", "check", "engine", "workers", "tests", "scripts", "benchmarks"]),
     ("mypy", ["mypy"]),  # strict, packages engine and workers: see [tool.mypy] in pyproject.toml
+    # The import contracts of [tool.importlinter] in pyproject.toml: the core stays pure.
+    ("imports", ["lint-imports", "--no-cache"]),
     ("pytest", ["pytest"]),
 ]
 

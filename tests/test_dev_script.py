@@ -1,4 +1,4 @@
-"""The developer tooling: scripts/dev.py and the benchmark's event-stream generator.
+"""The developer tooling: scripts/dev.py and the benchmarks' event-stream generators.
 
 Both live outside the packages (they run before anything is installed, or beside the
 engine), so they are loaded from their files.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import itertools
 import json
 import subprocess
 import sys
@@ -31,7 +32,10 @@ def load(relative: str) -> ModuleType:
 
 
 dev = load("scripts/dev.py")
-bench = load("benchmarks/simulate_throughput.py")
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the generators import one another by name
+bench = load("benchmarks/session_stream.py")
+send_heavy = load("benchmarks/send_heavy_stream.py")
+runner = load("benchmarks/simulate_throughput.py")
 
 
 def test_dev_resolves_the_repository_from_its_own_path() -> None:
@@ -160,3 +164,46 @@ def test_generated_stream_is_deterministic_per_seed(tmp_path: Path) -> None:
     bench.write_stream(c, 500, 50, seed=4)
     assert a.read_bytes() == b.read_bytes() != c.read_bytes()
     assert all(json.loads(line)["messageId"] for line in a.read_text().splitlines())
+
+
+@pytest.fixture(scope="module")
+def sends() -> list[dict[str, object]]:
+    return list(send_heavy.generate(events=4000, users=300, seed=1))
+
+
+def test_send_heavy_stream_is_received_order_not_time_order(
+    sends: list[dict[str, object]],
+) -> None:
+    assert len(sends) == 4000
+    assert len({m["messageId"] for m in sends}) == 4000
+    stamps = [str(m["timestamp"]) for m in sends]
+    assert stamps != sorted(stamps)  # late arrivals: the simulator has to sort
+    later = sum(a > b for a, b in itertools.pairwise(stamps))
+    assert 0 < later < len(stamps) // 4  # mostly in order, as a collector's log is
+
+
+def test_send_heavy_stream_mostly_triggers_sends(sends: list[dict[str, object]]) -> None:
+    counts = Counter(str(m.get("event", m["type"])) for m in sends)
+    senders = {"Order Completed", "Order Shipped", "Order Delivered", "Price Dropped"}
+    senders |= {"Points Earned", "Product Added", "Back In Stock"}
+    assert sum(counts[name] for name in senders) > len(sends) * 0.6
+    assert counts["identify"] >= 300  # every user is known before their first event
+
+
+def test_send_heavy_journeys_compile_and_use_every_channel() -> None:
+    from engine.project import compile_project
+
+    project = compile_project(send_heavy.JOURNEYS)
+    channels = {
+        attempt.channel.name
+        for journey in project.journeys.values()
+        for node in journey.nodes.values()
+        for attempt in getattr(node, "attempts", ())
+    }
+    assert channels == {"sms", "email", "wecom", "push"}
+    assert project.policies.quiet_hours is not None and project.policies.caps
+
+
+def test_the_runner_finds_both_streams() -> None:
+    assert set(runner.STREAMS) == {"sessions", "send-heavy"}
+    assert runner.STREAMS["send-heavy"].journeys == send_heavy.JOURNEYS

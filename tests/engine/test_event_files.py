@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from engine.errors import InvalidMessage
 from engine.event_files import EventFile, read_events
-from engine.events import Event
+from engine.events import Event, parse_message
 
 
 def track(event: str, ts: str, message_id: str | None = None, **extra: Any) -> str:
@@ -184,3 +188,93 @@ def test_crlf_line_endings(tmp_path: Path) -> None:
 def test_unreadable_file_raises_oserror(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         read_events(tmp_path / "absent.jsonl")
+
+
+def test_a_nested_timestamp_does_not_hide_disorder(tmp_path: Path) -> None:
+    # Only the top-level timestamp counts: one inside properties, a key spelled with
+    # an escape or written with spaces must not fool the order check.
+    path = write(
+        tmp_path,
+        [
+            track("second", "2026-03-01T10:00:00Z", "m1", properties={"timestamp": "2026-01-01"}),
+            '{"type": "track", "event": "third", "userId": "u1", "messageId": "m2", '
+            '"\\u0074imestamp": "2026-03-01T11:00:00Z", "properties": {"timestamp": "x"}}',
+            '{"properties": {"timestamp": "2026-03-01T12:00:00Z"}, "type": "track", '
+            '"event": "first", "userId": "u1", "messageId": "m3", '
+            '"timestamp" :  "2026-03-01T09:00:00Z"}',
+        ],
+    )
+    assert not EventFile(path).in_time_order()
+    assert names(read_events(path)) == ["first", "second", "third"]
+
+
+_stamps = st.sampled_from(
+    [
+        '"2026-03-01T09:00:00Z"',
+        '"2026-03-01T09:00:00.5Z"',
+        '"2026-03-01T17:00:00+08:00"',
+        '"2026-03-01T09:00:00"',
+        '"2026-03-01T10:00:00Z"',
+        '"2026-03-01 08:00:00Z"',
+        '"bad"',
+        "1772355600",
+    ]
+)
+
+
+@st.composite
+def _lines(draw: st.DrawFn) -> list[str]:
+    lines = []
+    for n in range(draw(st.integers(0, 12))):
+        stamp = draw(_stamps)
+        mid = draw(st.sampled_from(["m1", "m2", f"m{n + 10}"]))
+        nested = draw(st.sampled_from(["", ', "properties": {"timestamp": ' + stamp + "}"]))
+        key = draw(st.sampled_from(['"timestamp"', '"timestamp" ', '"\\u0074imestamp"', '"ts"']))
+        lines.append(
+            f'{{"type": "track", "event": "e{n}", "userId": "u1", "messageId": "{mid}", '
+            f"{key}: {stamp}{nested}}}"
+        )
+        if draw(st.integers(0, 9)) == 0:
+            lines.append(draw(st.sampled_from(["", "{oops", "[1]"])))
+    return lines
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=_lines())
+def test_files_read_as_parsing_everything_then_sorting_would(lines: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp), lines)
+        events, file = load(path)
+    expected: list[Event] = []
+    seen: set[str] = set()
+    errors = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = parse_message(json.loads(line), default_message_id=f"events.jsonl:{number}")
+        except (ValueError, InvalidMessage):
+            errors += 1
+            continue
+        if event.message_id not in seen:
+            seen.add(event.message_id)
+            expected.append(event)
+    expected.sort(key=lambda e: e.timestamp)  # stable: file order among equal instants
+    assert events == expected
+    assert len(file.errors) == errors
+    assert file.duplicates == len(lines) - errors - len(expected) - lines.count("")
+
+
+@pytest.mark.parametrize(("batch", "gap"), [(1, 1), (3, 1), (3, 1 << 16), (4096, 1 << 16)])
+def test_a_sorted_read_back_in_batches_finds_every_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int, gap: int
+) -> None:
+    import engine.event_files as event_files
+
+    monkeypatch.setattr(event_files, "READ_BATCH", batch)
+    monkeypatch.setattr(event_files, "READ_GAP", gap)
+    hours = [5, 1, 9, 3, 3, 7, 0, 8, 2, 6, 4]
+    lines = [track(f"e{h}-{n}", f"2026-03-01T{h:02d}:00:00Z", f"m{n}") for n, h in enumerate(hours)]
+    lines.insert(4, "{oops")  # a bad line in between is skipped, not misread
+    expected = [f"e{h}-{n}" for n, h in sorted(enumerate(hours), key=lambda p: p[1])]
+    assert names(read_events(write(tmp_path, lines))) == expected

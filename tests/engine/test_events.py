@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.errors import InvalidMessage
-from engine.events import parse_message
+from engine.events import Event, parse_message, parse_message_with_models
 
 TS = "2026-03-01T10:00:00Z"
 AT = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -236,3 +238,128 @@ def test_identify_traits_fall_back_to_context_traits_as_rudderstack_sends_them()
     }
     assert parse_message(base).traits == {"plan": "pro"}
     assert parse_message({**base, "traits": {"plan": "free"}}).traits == {"plan": "free"}
+
+
+# -- the shortcut for plain messages agrees with the models -------------------------
+
+_ids = st.one_of(
+    st.none(),
+    st.sampled_from(["u1", "a-9", "", "x" * 512, "x" * 513, "李伟"]),
+    st.integers(-5, 10**20),
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+_stamps = st.one_of(
+    st.none(),
+    st.sampled_from(
+        [
+            TS,
+            "2026-03-01T10:00:00",
+            "2026-03-01T10:00:00.5Z",
+            "2026-03-01T10:00:00.123456+08:00",
+            "2026-03-01T10:00:00.1234567Z",
+            "2026-03-01T10:00:00-05:30",
+            "2026-03-01T10:00:00+23:59",
+            "2026-03-01T10:00:00+24:00",
+            "2026-02-29T10:00:00Z",
+            "2026-03-01T24:00:00Z",
+            "2026-03-01T10:00:60Z",
+            "2026-03-01 10:00:00Z",
+            "2026-03-01t10:00:00z",
+            "20260301T100000Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "tomorrow",
+            "",
+        ]
+    ),
+    st.integers(0, 2_000_000_000),
+    st.datetimes(timezones=st.sampled_from([UTC, None])),
+)
+_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5)),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_objects = st.one_of(
+    st.just(ABSENT := object()),
+    st.none(),
+    st.dictionaries(st.text(max_size=6), _values, max_size=4),
+    st.dictionaries(st.integers(0, 3), _values, max_size=2),
+    st.lists(_values, max_size=2),
+    st.text(max_size=3),
+)
+
+
+_FIELDS = {
+    "userId": _ids,
+    "anonymousId": _ids,
+    "messageId": _ids,
+    "previousId": _ids,
+    "groupId": _ids,
+    "timestamp": _stamps,
+    "event": st.one_of(st.none(), st.sampled_from(["Go", "", "é" * 513]), st.integers()),
+    "name": st.one_of(st.none(), st.sampled_from(["Home", ""]), st.integers()),
+    "properties": _objects,
+    "traits": _objects,
+    "context": _objects | st.just({"traits": {"plan": "pro"}}) | st.just({"traits": 3}),
+    "type": st.sampled_from(["track", "identify", "x", ""]) | st.none() | st.integers(),
+}
+_VALID: dict[str, dict[str, Any]] = {
+    "track": {"event": "Go", "properties": {"n": 1}},
+    "identify": {"traits": {"plan": "pro"}},
+    "page": {"name": "Home", "properties": {}},
+    "screen": {"name": "Cart"},
+    "group": {"groupId": "g1", "traits": {"size": 3}},
+    "alias": {"previousId": "a-9"},
+}
+
+
+@st.composite
+def _messages(draw: st.DrawFn) -> dict[Any, Any]:
+    """A valid message of each type, then none, one or a few fields changed or dropped."""
+    kind = draw(st.sampled_from(sorted(_VALID)))
+    raw: dict[Any, Any] = {
+        "type": kind,
+        "userId": "u1",
+        "messageId": "m1",
+        "timestamp": TS,
+        "context": {"library": {"name": "analytics-python"}},
+        **_VALID[kind],
+    }
+    for key in draw(st.lists(st.sampled_from(sorted(_FIELDS)), max_size=3, unique=True)):
+        value = draw(_FIELDS[key])
+        if value is ABSENT or draw(st.integers(0, 5)) == 0:
+            raw.pop(key, None)
+        else:
+            raw[key] = value
+    return raw
+
+
+def _outcome(parse: Any, raw: dict[Any, Any], **defaults: Any) -> object:
+    try:
+        return parse(raw, **defaults)
+    except InvalidMessage as exc:
+        return ("invalid", exc.field, str(exc))
+    except (OverflowError, ValueError) as exc:
+        return (type(exc).__name__,)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    raw=_messages(),
+    message_id=st.none() | st.just("events.jsonl:7"),
+    received=st.none() | st.just(datetime(2026, 3, 1, 12, tzinfo=UTC)),
+)
+def test_plain_message_shortcut_agrees_with_the_models(
+    raw: dict[Any, Any], message_id: str | None, received: datetime | None
+) -> None:
+    defaults = {"default_message_id": message_id, "default_timestamp": received}
+    fast = _outcome(parse_message, raw, **defaults)
+    slow = _outcome(parse_message_with_models, raw, **defaults)
+    assert fast == slow
+    if isinstance(fast, Event):  # the same instant, and the same kind of time zone object
+        assert isinstance(slow, Event)
+        assert repr(fast.timestamp) == repr(slow.timestamp)

@@ -178,6 +178,32 @@ def test_part_size_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
         parts.render(SCOPE)
 
 
+@pytest.mark.parametrize(
+    ("cap", "failing_at", "reason"),
+    [
+        (50, 2, "undefined"),
+        (50, 6, "is longer than 50"),  # 60 characters before the error
+        (50, None, "is longer than 50"),
+        (1500, 100, "undefined"),  # both well past the first chunks taken
+        (1500, 170, "is longer than 1500"),
+    ],
+)
+def test_the_cap_or_the_first_error_whichever_comes_first(
+    monkeypatch: pytest.MonkeyPatch, cap: int, failing_at: int | None, reason: str
+) -> None:
+    """As if the size were checked after every chunk: an error in a later chunk does
+    not hide a cap already passed, and a cap passed later does not hide an error."""
+    monkeypatch.setattr(rendering, "MAX_PART_CHARS", cap)
+    fail = "{{ profile.missing }}" if failing_at is not None else ""
+    source = (
+        f"{{% for i in range(200) %}}{{% if i == {failing_at or -1} %}}{fail}{{% endif %}}"
+        "xxxxxxxxxx{% endfor %}"
+    )
+    parts, _ = compile_template_parts(source, "n.sms.j2", channel("sms"))
+    with pytest.raises(RenderError, match=reason):
+        parts.render(SCOPE)
+
+
 def test_part_under_the_cap_renders(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rendering, "MAX_PART_CHARS", 50)
     parts, _ = compile_template_parts("x" * 50, "n.sms.j2", channel("sms"))

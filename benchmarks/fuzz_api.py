@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, make_url, select
-from sqlalchemy.pool import NullPool
+from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import fresh_postgres_database  # noqa: E402
 from engine.live.engine import LiveEngine, apply_until_idle  # noqa: E402
 from engine.project import SourceTree  # noqa: E402
 from engine.store.database import Database  # noqa: E402
@@ -50,18 +49,8 @@ def sqlite_url() -> Iterator[str]:
         yield f"sqlite:///{directory}/journey.db"
 
 
-@contextmanager
-def postgres_url(admin_url: str) -> Iterator[str]:
-    admin = create_engine(admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    name = f"fuzz_{secrets.token_hex(6)}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0")
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+def postgres_url(admin_url: str) -> AbstractContextManager[str]:
+    return fresh_postgres_database(admin_url, "fuzz")
 
 
 def fuzz_store(url: str, requests: int, seeds: list[int]) -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shutil
 import signal
 import statistics
@@ -48,6 +47,7 @@ from sqlalchemy.pool import NullPool
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import fresh_postgres_database  # noqa: E402
 from engine.project import SourceTree  # noqa: E402
 from engine.store.database import Database  # noqa: E402
 from engine.store.deployments import deploy  # noqa: E402
@@ -118,20 +118,6 @@ def redis_server(root: Path) -> Iterator[str]:
         client.close()
         process.terminate()
         process.wait(10)
-
-
-@contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    admin = create_engine(admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    name = f"journey_bench_{secrets.token_hex(4)}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
 
 
 class Processes:
@@ -374,7 +360,9 @@ def main() -> None:
     for name, source in JOURNEYS.items():
         (root / "journeys" / f"{name}.yaml").write_text(textwrap.dedent(source))
     try:
-        with redis_server(root) as broker, fresh_database(args.postgres) as database_url:
+        with redis_server(root) as broker, fresh_postgres_database(
+            args.postgres, "journey_bench"
+        ) as database_url:
             run(
                 root,
                 broker,

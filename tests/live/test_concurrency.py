@@ -41,7 +41,7 @@ steps:
     next: pause
   pause: {wait: 3s, next: again}
   again:
-    send: {channel: sms, content: {text: "again {{ user_id }}"}}
+    send: {channel: sms, content: {text: "again {{ message_id }}"}}
     next: end
 """
 COUNT = """

@@ -33,37 +33,10 @@ from tests.channels.fakes.smtp import Certificates, Inbox, SmtpServer
 from tests.channels.fakes.twilio import TwilioFake
 from tests.conftest import free_port
 from tests.live.processes import ADMIN, WRITE_KEY, EngineProcess
+from tests.live.test_concurrency import COUNT, FLOW
 
 SECRET = "a-secret-key-for-the-tests-only"
 IDS = re.compile(r"msg_\w+")
-FLOW = """
-id: flow
-name: Flow
-trigger: {event: Go}
-entry: {re_entry: never}
-start: hello
-steps:
-  hello:
-    send: {channel: email, content: {subject: "hi", html: "<p>hi {{ user_id }}</p>"}}
-    next: pause
-  pause: {wait: 3s, next: again}
-  again:
-    send: {channel: sms, content: {text: "again {{ message_id }}"}}
-    next: end
-"""
-COUNT = """
-id: count
-name: Count
-trigger: {event: Go}
-entry: {re_entry: always}
-start: done
-steps:
-  done:
-    branch:
-      - else: end
-"""
-
-
 class RedisServer:
     """A throwaway redis-server on a free port."""
 

@@ -211,6 +211,22 @@ def run_command(
     return run_embedded(journeys_dir, templates, host, port)
 
 
+@app.command("webhooks")
+def webhooks_command() -> int:
+    """Print the webhook URLs to configure at each provider (delivery reports, SMS replies)."""
+    from engine.api.webhooks import webhook_urls
+    from engine.live.commands import remember_credentials
+    from engine.settings import Settings
+
+    settings = Settings()
+    remember_credentials(settings)  # the secret key `journey run` made up here, if it did
+    for what, url in webhook_urls(settings).items():
+        print(f"{what:36} {url}")
+    if settings.secret_key is None:
+        print("(set JOURNEY_SECRET_KEY for Aliyun's URLs and for signed reports)")
+    return 0
+
+
 @app.command("worker")
 def worker_command(
     queues: Annotated[

@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.api import admin, segment, unsubscribe
+from engine.api import admin, segment, unsubscribe, webhooks
 from engine.api.segment import ApiError
 from engine.settings import Settings
 from engine.store.database import Database
@@ -143,6 +143,7 @@ def create_app(
     app.include_router(segment.router(ingestor, settings))
     app.include_router(admin.router(db, settings))
     app.include_router(unsubscribe.router(db, settings))
+    app.include_router(webhooks.router(db, settings))
     _documents(app, settings)
     return app
 

@@ -51,6 +51,7 @@ from engine.runs import DeliveryResult, MessageRef
 from engine.services.lease import LeaseKeeper
 from engine.services.session import open_processor
 from engine.services.work import Clock, Work, dead_letter, is_passing
+from engine.store.address_blocks import UNDELIVERABLE, blocked
 from engine.store.database import Database
 from engine.store.deployments import DeployedCatalog
 from engine.store.schema import Message, Profile, Run
@@ -71,6 +72,7 @@ class Delivery:
     outbound: OutboundMessage | None = None
     problem: str | None = None  # why it cannot be sent at all
     undeliverable: bool = False  # the problem lets the send fall back to its next channel
+    suppressed: bool = False  # the address is blocked: suppressed as undeliverable
     receipt: Receipt | None = None
     error: Exception | None = None
     started: float | None = None  # monotonic time the provider call began
@@ -230,8 +232,25 @@ class OutboxService:
                 profile = profiles.get(owners[message.user_key], {})
                 run = runs.get(message.run_id)
                 claim.deliveries[message.message_id] = self._prepare(message, run, profile, now)
+            self._refuse_blocked(session, claim)
 
         claim.work.dead += self._isolated(claim.ids, prepare, claim)
+
+    @staticmethod
+    def _refuse_blocked(session: Session, claim: Claim) -> None:
+        """Messages to addresses a provider refused for good are suppressed, not sent."""
+        by_channel: dict[str, dict[str, str]] = {}
+        for message_id, delivery in claim.deliveries.items():
+            if delivery.outbound is not None:
+                out = delivery.outbound
+                by_channel.setdefault(out.channel, {})[message_id] = out.to
+        for channel, addresses in by_channel.items():
+            refused = blocked(session, channel, addresses.values())
+            for message_id, address in addresses.items():
+                if address in refused:
+                    claim.deliveries[message_id] = Delivery(
+                        problem=refused[address], undeliverable=True, suppressed=True
+                    )
 
     def send(self, claim: Claim) -> None:
         """Call the providers, ``concurrency`` at a time, each within ``send_timeout``."""
@@ -391,7 +410,11 @@ class OutboxService:
         error = delivery.error
         outcome: DeliveryResult
         message.claimed_by, message.claimed_until = None, None
-        if delivery.problem is not None:
+        if delivery.suppressed:
+            message.status, message.reason, message.content = "suppressed", UNDELIVERABLE, None
+            outcome = DeliveryResult(message_id, "undeliverable")
+            log.info("message %s: its address was refused for good earlier", message_id)
+        elif delivery.problem is not None:
             message.status, message.reason, message.content = "failed", delivery.problem, None
             kind: Literal["failed", "undeliverable"] = (
                 "undeliverable" if delivery.undeliverable else "failed"

@@ -211,7 +211,9 @@ class Message(Base):
     status: ``scheduled`` (deferred by quiet hours), ``pending`` (to dispatch),
     ``sending`` (claimed by the dispatcher holding ``claimed_by`` until ``claimed_until``,
     a lease renewed while it sends), ``sent``, ``failed``, ``suppressed``,
-    ``cancelled``. Scheduled, pending, sending and sent count toward caps at ``send_at``.
+    ``cancelled``; after a provider's delivery report, ``delivered`` or ``bounced`` (or
+    ``failed``). Scheduled, pending, sending, sent, delivered and bounced messages count
+    toward caps at ``send_at``.
     """
 
     __tablename__ = "messages"
@@ -234,6 +236,7 @@ class Message(Base):
     updated_at: Mapped[datetime]
     claimed_by: Mapped[str | None] = mapped_column(String(64))  # the dispatcher's claim token
     segments: Mapped[int | None]  # billable parts of a sent SMS, as the provider counts them
+    reported_at: Mapped[datetime | None]  # when the provider last reported on it
 
     __table_args__ = (
         Index("ix_messages_user_key_send_at", "user_key", "send_at"),
@@ -285,3 +288,14 @@ class ClaimAttempt(Base):
     attempts: Mapped[int]
     ref: Mapped[str | None] = mapped_column(String(ID))  # the input tried alone, if one was
     updated_at: Mapped[datetime]
+
+
+class AddressBlock(Base):
+    """An address a provider refused for good (``engine.store.address_blocks``)."""
+
+    __tablename__ = "address_blocks"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # of channel + address
+    channel: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(64))  # whose report revealed it
+    created_at: Mapped[datetime]

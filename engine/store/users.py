@@ -51,7 +51,7 @@ from engine.store.schema import Entry, Identity, Message, Profile, Run, Timer
 log = logging.getLogger("journey.store")
 
 #: Message statuses that hold a frequency-cap slot.
-COUNTING = ("scheduled", "pending", "sending", "sent")
+COUNTING = ("scheduled", "pending", "sending", "sent", "delivered", "bounced")
 MAX_ALIAS_HOPS = 16
 #: Users loaded per query: well under every backend's limit on bound parameters.
 PREFETCH_CHUNK = 500

@@ -56,8 +56,10 @@ class TwilioSms:
         base_url: str = "https://api.twilio.com",
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        status_callback: str | None = None,
     ) -> None:
         self.account = account_sid
+        self._status_callback = status_callback
         self._auth = (account_sid, auth_token)
         self._sender = sender
         self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
@@ -72,6 +74,8 @@ class TwilioSms:
             form["MessagingServiceSid"] = self._sender
         else:
             form["From"] = self._sender
+        if self._status_callback:  # delivery reports: engine.api.webhooks
+            form["StatusCallback"] = self._status_callback
         return form
 
     def send(self, message: OutboundMessage) -> Receipt:
@@ -111,10 +115,12 @@ def from_settings(settings: ChannelSettings) -> TwilioSms:
     token = need(settings.twilio_auth_token, "JOURNEY_TWILIO_AUTH_TOKEN")
     sender = need(settings.twilio_from, "JOURNEY_TWILIO_FROM")
     need.check()
+    public_url = getattr(settings, "public_url", None)  # the engine's settings have one
     return TwilioSms(
         sid,
         token.get_secret_value(),
         sender,
         settings.twilio_base_url,
         settings.send_timeout,
+        status_callback=f"{public_url.rstrip('/')}/webhooks/twilio/status" if public_url else None,
     )

@@ -211,6 +211,26 @@ def run_command(
     return run_embedded(journeys_dir, templates, host, port)
 
 
+@app.command("forget")
+def forget_command(
+    user_id: Annotated[str, typer.Argument(help="the userId (or anonymousId)")],
+) -> int:
+    """Erase a user's personal data everywhere (an erasure request); idempotent."""
+    from engine.live.commands import forget_user
+
+    return forget_user(user_id)
+
+
+@app.command("export")
+def export_command(
+    user_id: Annotated[str, typer.Argument(help="the userId (or anonymousId)")],
+) -> int:
+    """Print everything held about a user as one JSON document (a data access request)."""
+    from engine.live.commands import export_user
+
+    return export_user(user_id)
+
+
 @app.command("webhooks")
 def webhooks_command() -> int:
     """Print the webhook URLs to configure at each provider (delivery reports, SMS replies)."""

@@ -14,6 +14,8 @@
 - ``JOURNEY_BROKER_URL``: the Celery broker of ``journey worker`` / ``scheduler`` / ``api``
   (default ``redis://127.0.0.1:6379/0``; any kombu URL, e.g. ``amqp://guest@host//``).
   Doorbell flags live in ``JOURNEY_REDIS_URL``, else in a Redis broker.
+- ``JOURNEY_EVENT_RETENTION``: how long payloads of applied events and contents of sent
+  messages are kept (a duration: ``90d``, ``12w``; unset: kept until a user is forgotten).
 - ``JOURNEY_BODY_TIMEOUT``: seconds a request body may stall before the request is answered
   408 and its connection closed (default 10).
 - Channel providers, rate limits and circuit breakers: see :mod:`engine.channels.settings`.
@@ -22,12 +24,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from engine.channels.settings import ChannelSettings
+from engine.durations import parse_duration
 
 MIN_SECRET_KEY = 16
 
@@ -46,6 +50,16 @@ class Settings(ChannelSettings):
     send_lease: float = Field(default=10.0, ge=1, le=600)
     broker_url: str = "redis://127.0.0.1:6379/0"
     body_timeout: float = Field(default=10.0, gt=0)
+    event_retention: timedelta | None = None
+
+    @field_validator("event_retention", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, str):
+            return parse_duration(value.strip())
+        return value
 
     @field_validator("write_keys", mode="before")
     @classmethod

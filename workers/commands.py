@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -75,12 +75,13 @@ def run_scheduler() -> int:
     settings = Settings()
     db = Database(settings.database_url)
     doorbell, redis = make_doorbell(settings, tasks.publish)
-    sweeper = Sweeper(db, doorbell)
+    sweeper = Sweeper(db, doorbell, retention=settings.event_retention)
     scheduler = BlockingScheduler(timezone=UTC)
     every = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 5}
     scheduler.add_job(sweeper.due_timers, "interval", seconds=0.2, **every)
     scheduler.add_job(sweeper.sweep, "interval", seconds=2, **every)
     scheduler.add_job(sweeper.deployments, "interval", seconds=5, **every)
+    scheduler.add_job(sweeper.purge, "interval", hours=1, next_run_time=datetime.now(UTC), **every)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         scheduler.shutdown(wait=False)
@@ -102,6 +103,8 @@ def run_api(host: str | None, port: int | None, workers: int) -> int:
     """The HTTP API in ``workers`` processes; ingest rings the ``events`` doorbell."""
     import uvicorn
 
+    from engine.api.logs import log_config
+
     _logging()
     settings = Settings()
     made_up = remember_credentials(settings)
@@ -114,6 +117,7 @@ def run_api(host: str | None, port: int | None, workers: int) -> int:
         port=port if port is not None else settings.port,
         workers=workers,
         log_level="warning",
+        log_config=log_config(),
     )
     return 0
 

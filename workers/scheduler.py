@@ -11,6 +11,8 @@ APScheduler runs three jobs, each a read of the database and a few doorbells:
   within one sweep (plus the doorbell's lease, when its flag survived).
 - **deployments** (every 5 s): a new deployment is compiled and announced; workers pick it
   up on their next round.
+- **retention** (every hour, with ``JOURNEY_EVENT_RETENTION``): purges what is older than
+  the retention period (``engine.store.retention``), in small batches.
 
 Any number of schedulers may run: doorbells are de-duplicated and the work itself is
 claimed in the database, so a second scheduler costs a few queries and does no harm.
@@ -21,12 +23,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, exists, func, or_, select
 
 from engine.store.database import Database
 from engine.store.deployments import DeployedCatalog
+from engine.store.retention import Purged, purge
 from engine.store.schema import Deployment, Message, Partition, StoredEvent, Timer
 from workers.doorbell import Doorbell
 
@@ -46,7 +49,14 @@ class Sweeper:
     doorbell: Doorbell
     clock: Clock = utc_now
     catalog: DeployedCatalog | None = None
+    retention: timedelta | None = None
     deployment: int | None = field(default=None, init=False)
+
+    def purge(self) -> Purged | None:
+        """Purge what is older than the retention period (if one is set)."""
+        if self.retention is None:
+            return None
+        return purge(self.db, self.clock(), self.retention)
 
     def due_timers(self) -> list[int]:
         """Ring the partitions whose timers are due."""

@@ -8,11 +8,13 @@ refuses everyone. Times are ISO-8601 UTC with ``Z``.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -21,10 +23,13 @@ from engine.durations import iso_z
 from engine.events import unstorable_text
 from engine.identity import anonymous_key, display_id, user_key
 from engine.settings import Settings
-from engine.store.consent import consent_history
+from engine.store.consent import consent_history, set_consent
 from engine.store.database import Database
+from engine.store.privacy import export, forget
 from engine.store.schema import Deployment, JourneyVersion, Message, Profile, Run
 from engine.store.users import owner_of
+
+log = logging.getLogger("journey.admin")
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -188,9 +193,51 @@ def journeys_view(session: Session) -> dict[str, Any]:
     }
 
 
+class ConsentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channel: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=32)
+    subscribed: bool
+
+
 def router(db: Database, settings: Settings) -> APIRouter:
     guard = Depends(admin_guard(settings))
     api = APIRouter(prefix="/api", tags=["admin"], dependencies=[guard])
+
+    @api.get("/users/{user_id:path}/export")
+    def export_user(user_id: str) -> dict[str, Any]:
+        """Everything held about the user, as one JSON document (a data access request)."""
+        with db.transaction() as session:
+            document = export(session, user_id)
+        if document is None:
+            raise ApiError(404, "not_found", "no such user")
+        return document
+
+    @api.delete("/users/{user_id:path}")
+    def forget_user(user_id: str) -> dict[str, Any]:
+        """Erase the user's personal data everywhere (an erasure request); idempotent."""
+        with db.transaction() as session:
+            erasure = forget(session, user_id, datetime.now(UTC))
+        log.info("erased a user on request (%d ids)", erasure.ids)
+        return {"forgotten": erasure.user_key is not None, **erasure.as_json(), "user_key": None}
+
+    @api.put("/users/{user_id:path}/consent")
+    def put_consent(user_id: str, change: ConsentRequest) -> dict[str, Any]:
+        """Set the user's consent to a channel (recorded with source ``admin``)."""
+        with db.transaction() as session:
+            key = resolve_user(session, user_id)
+            if key is None:
+                raise ApiError(404, "not_found", "no such user")
+            before, changed = set_consent(
+                session,
+                key,
+                change.channel,
+                change.subscribed,
+                source="admin",
+                message_id=None,
+                now=datetime.now(UTC),
+            )
+        return {"channel": change.channel, "subscribed": change.subscribed,
+                "previous": before.value, "changed": changed}  # fmt: skip
 
     @api.get("/users/{user_id:path}")
     def get_user(user_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:

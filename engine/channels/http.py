@@ -27,6 +27,7 @@ from engine.errors import (
     ProviderThrottled,
     TransientDeliveryError,
 )
+from engine.pii import redact as mask_all
 
 USER_AGENT = "journey-engine"
 
@@ -92,7 +93,4 @@ def status_error(response: httpx.Response, what: str) -> DeliveryError:
 
 def redact(text: str, *private: str) -> str:
     """``text`` with every occurrence of the ``private`` strings (address, content) masked."""
-    for value in private:
-        if value and len(value) >= 3:
-            text = text.replace(value, "***")
-    return text
+    return mask_all(text, *private)

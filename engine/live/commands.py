@@ -8,9 +8,10 @@ import logging
 import os
 import secrets
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -22,6 +23,7 @@ from engine.project import SourceTree
 from engine.settings import Settings
 from engine.store.database import DEFAULT_SQLITE_PATH, Database, make_private_directory
 from engine.store.deployments import deploy
+from engine.store.privacy import export, forget
 
 log = logging.getLogger("journey.run")
 #: Credentials made up when none are configured, beside the embedded database.
@@ -58,6 +60,38 @@ def deploy_directory(journeys_dir: Path, templates: Path | None) -> int:
 
 #: What ``journey run`` makes up when it is not configured, and how long each is.
 MADE_UP = {"write_key": 18, "admin_token": 24, "secret_key": 32}
+
+
+def forget_user(user_id: str) -> int:
+    """``journey forget``: erase the user and say what was erased."""
+    db = Database(Settings().database_url)
+    try:
+        with db.transaction() as session:
+            erasure = forget(session, user_id, datetime.now(UTC))
+    finally:
+        db.dispose()
+    if erasure.user_key is None:
+        print(f"no data held for {user_id!r}; its ids are tombstoned all the same")
+        return 0
+    done = erasure.as_json()
+    del done["user_key"]
+    print("erased: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in done.items()))
+    return 0
+
+
+def export_user(user_id: str) -> int:
+    """``journey export``: everything held about the user, as JSON on stdout."""
+    db = Database(Settings().database_url)
+    try:
+        with db.transaction() as session:
+            document = export(session, user_id)
+    finally:
+        db.dispose()
+    if document is None:
+        print(f"no data held for {user_id!r}", file=sys.stderr)
+        return 1
+    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
 
 
 def _remembered_credentials() -> dict[str, str]:
@@ -108,6 +142,7 @@ def run_embedded(
     import uvicorn
 
     from engine.api.app import create_app
+    from engine.api.logs import log_config
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -147,7 +182,7 @@ def run_embedded(
         claim_lease=timedelta(seconds=settings.send_lease),
         secret_key=settings.secret_key.get_secret_value(),
     )
-    workers = Workers(engine)
+    workers = Workers(engine, retention=settings.event_retention)
     app = create_app(db, settings, on_ingest=workers.wake)
     url = f"http://{host}:{port}"
     write_key = settings.write_keys[0]
@@ -189,7 +224,7 @@ Channels:
     )
     workers.start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config())
     finally:
         workers.stop()
         channels.close()

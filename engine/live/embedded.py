@@ -14,16 +14,18 @@ import logging
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from engine.live.engine import LiveEngine
 from engine.services.work import is_passing
+from engine.store.retention import purge
 
 log = logging.getLogger("journey.run")
 MAX_SLEEP = 1.0
 MIN_SLEEP = 0.01
 #: After a failed round: passing database trouble is retried quickly, anything else slower.
 RETRY_PASSING = 0.2
+PURGE_EVERY = 3600.0
 
 
 def _sleep_for(due: datetime | None, now: datetime) -> float:
@@ -37,6 +39,7 @@ class Workers:
     """The engine's background threads, started and stopped together."""
 
     engine: LiveEngine
+    retention: timedelta | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     wake_inputs: threading.Event = field(default_factory=threading.Event)
     wake_dispatch: threading.Event = field(default_factory=threading.Event)
@@ -61,6 +64,10 @@ class Workers:
                 daemon=True,
             ),
         ]
+        if self.retention is not None:
+            self.threads.append(
+                threading.Thread(target=self._purge_hourly, name="journey-retention", daemon=True)
+            )
         for thread in self.threads:
             thread.start()
 
@@ -70,6 +77,16 @@ class Workers:
         self.wake_dispatch.set()
         for thread in self.threads:
             thread.join(timeout)
+
+    def _purge_hourly(self) -> None:
+        assert self.retention is not None
+        while not self.stop_event.is_set():
+            try:
+                purge(self.engine.db, self.engine.clock(), self.retention)
+            # A failed purge is tried again next hour; the data it would purge waits.
+            except Exception:
+                log.exception("retention purge failed; trying again in an hour")
+            self.stop_event.wait(PURGE_EVERY)
 
     def _input_round(self) -> tuple[bool, datetime | None]:
         work = self.engine.apply()

@@ -32,9 +32,11 @@ from engine.identity import anonymous_key, user_key
 from engine.services.poison import Attempts, WorkerDied
 from engine.services.session import open_processor
 from engine.services.work import Clock, Work, dead_letter, is_passing
+from engine.store.consent import consent_recorded
 from engine.store.database import Database
 from engine.store.deployments import DeployedCatalog
 from engine.store.partitions import claim_partitions
+from engine.store.privacy import brings_consent, count_dropped, forgotten_among, revive
 from engine.store.schema import StoredEvent, Timer
 
 log = logging.getLogger("journey.engine")
@@ -300,19 +302,34 @@ class InputService:
                         return True
             return False
 
+        # Events under the ids of erased users are dropped, unless they bring new consent.
+        gone = forgotten_among(session, (k for e in parsed.values() for k in event_keys(e)))
         processed: list[int] = []
+        dropped: list[int] = []
         fired: list[str] = []
         for item in batch.inputs:
             if isinstance(item, PendingEvent):
                 event = parsed[item.seq]
+                item_keys = event_keys(event)
+                erased = gone.intersection(item_keys)
+                if erased and event.type == "identify" and brings_consent(event.traits):
+                    revive(session, erased)
+                    gone -= erased
+                elif erased:
+                    count_dropped(session, erased)
+                    dropped.append(item.seq)
+                    continue
                 if event.type not in ("identify", "alias") and event.name not in interesting:
                     processed.append(item.seq)  # nothing listens: it moves nothing
                     continue
-                item_keys = event_keys(event)
                 if waits(item, item_keys):
                     continue
                 at = book.input_time(item_keys, item.at)
-                processor.apply(event, at)
+                if event.type == "identify" and "subscriptions" in event.traits:
+                    with consent_recorded(session, book, item_keys, event.message_id, at):
+                        processor.apply(event, at)
+                else:
+                    processor.apply(event, at)
                 book.applied(item_keys, at)
                 processed.append(item.seq)
             else:
@@ -325,10 +342,12 @@ class InputService:
                 processor.fire(book.get(owner), item.run_id, item.timer_id, at)
                 book.applied([item.key], at)
                 fired.append(item.timer_id)
-        self._done(session, processed, fired)
+        self._done(session, processed, fired, dropped)
         book.flush()
         return Work(
-            events=len(processed), timers=len(fired), channels=frozenset(effects.due_channels)
+            events=len(processed) + len(dropped),
+            timers=len(fired),
+            channels=frozenset(effects.due_channels),
         )
 
     def _still_here(
@@ -346,8 +365,18 @@ class InputService:
             )
         return here
 
-    def _done(self, session: Session, processed: list[int], fired: list[str]) -> None:
+    def _done(
+        self, session: Session, processed: list[int], fired: list[str], dropped: list[int]
+    ) -> None:
         now = self.clock()
+        if dropped:  # kept as rows (counts), their data erased
+            session.execute(
+                update(StoredEvent)
+                .where(StoredEvent.seq.in_(dropped))
+                .values(
+                    status="dropped", payload={}, user_id=None, anonymous_id=None, processed_at=now
+                )
+            )
         for start in range(0, len(processed), 500):
             chunk = processed[start : start + 500]
             session.execute(

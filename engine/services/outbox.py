@@ -367,10 +367,24 @@ class OutboxService:
         )
         return Delivery(outbound)
 
+    def _still_claimed(self, token: str, message_ids: list[str]) -> set[str]:
+        with self.db.sessions() as session:
+            return set(
+                session.scalars(
+                    select(Message.message_id).where(
+                        Message.message_id.in_(message_ids),
+                        Message.claimed_by == token,
+                        Message.status == "sending",
+                    )
+                )
+            )
+
     def _sending(self, claim: Claim) -> Iterator[list[str]]:
         """Call the providers, ``concurrency`` at a time, each within ``send_timeout`` (and
         ``GRACE``); yields the ids of the messages whose calls ended, a few at a time."""
         todo = {i: d for i, d in claim.deliveries.items() if d.outbound is not None}
+        if todo:  # a claim revoked since (the user was erased) must not reach the provider
+            todo = {i: todo[i] for i in self._still_claimed(claim.token, list(todo))}
         if not todo:
             return
         threads = min(self.concurrency, len(todo))

@@ -1,16 +1,24 @@
-"""Consent changes made outside the event stream: a click on an unsubscribe link.
+"""Consent, with proof: every change of a user's ``subscriptions.<channel>``.
 
-Such a change is a fact of its own, kept in ``consent_changes`` with when it happened,
-the channel, the value before and after, how it was made and the message whose link was
-used. In the same transaction the profile's ``subscriptions.<channel>`` trait is set, so
-the consent policy sees it at the next send. The answer says what happened: unsubscribed
-now, or already unsubscribed (then nothing is written). A later ``identify`` that sets
+Each change is a fact of its own, kept in ``consent_changes`` with when it happened, the
+channel, the value before and after, how it was made (``source``) and the message it came
+with: an ``identify`` that sets the trait (``event``, its messageId), a click on an
+unsubscribe link (``unsubscribe_page``, ``one_click``, the message whose link it was), an
+SMS reply (``sms_reply``), the admin API (``admin``). A channel that needs opt-in is only
+sent to when ``subscriptions.<channel>`` is true, and that value was set by one of these,
+so a recorded opt-in stands behind every such send.
+
+Outside the event stream (links, replies, the admin API) the profile's trait is set in
+the same transaction as the record, so the consent policy sees it at the next send, and
+the answer says what happened: unsubscribed now, or already unsubscribed (then nothing is
+written). A later ``identify`` that sets
 the trait again resubscribes the user, and the same old link then unsubscribes them again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from engine.identity import merge_traits
 from engine.store.schema import ConsentChange, Identity, Profile
-from engine.store.users import owner_of
+from engine.store.users import SqlUserBook, owner_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +68,25 @@ def unsubscribe(
     message_id: str | None,
     now: datetime,
 ) -> tuple[Consent, bool]:
-    """Set ``subscriptions.<channel>`` to false for ``key``'s owner and record the change.
+    """Set ``subscriptions.<channel>`` to false for ``key``'s owner and record the change."""
+    return set_consent(session, key, channel, False, source=source, message_id=message_id, now=now)
 
-    Returns the consent as it was before, and whether anything changed (False: the user
-    was already unsubscribed). The profile row is locked like the engine locks it, so a
-    batch applying the user's events waits or is waited for.
+
+def set_consent(
+    session: Session,
+    key: str,
+    channel: str,
+    subscribed: bool,
+    *,
+    source: str,
+    message_id: str | None,
+    now: datetime,
+) -> tuple[Consent, bool]:
+    """Set ``subscriptions.<channel>`` for ``key``'s owner and record the change.
+
+    Returns the consent as it was before, and whether anything changed (False: it already
+    was so). The profile row is locked like the engine locks it, so a round applying the
+    user's events waits or is waited for.
     """
     owner = owner_of(session, key)
     postgres = session.get_bind().dialect.name == "postgresql"
@@ -77,15 +99,15 @@ def unsubscribe(
     query = select(Profile).where(Profile.user_key == owner)
     profile = session.scalars(query.with_for_update() if postgres else query).one()
     before = _consent(owner, profile.traits, channel)
-    if before.unsubscribed:
+    if before.value is subscribed:
         return before, False
-    profile.traits = merge_traits(profile.traits, {"subscriptions": {channel: False}})
+    profile.traits = merge_traits(profile.traits, {"subscriptions": {channel: subscribed}})
     profile.updated_at = now
     session.add(
         ConsentChange(
             user_key=owner,
             channel=channel,
-            subscribed=False,
+            subscribed=subscribed,
             previous=before.value,
             source=source,
             message_id=message_id,
@@ -93,6 +115,40 @@ def unsubscribe(
         )
     )
     return before, True
+
+
+@contextmanager
+def consent_recorded(
+    session: Session, book: SqlUserBook, keys: Iterable[str], message_id: str, now: datetime
+) -> Iterator[None]:
+    """Record the consent changes the ``identify`` applied inside the block makes."""
+    keys = list(keys)
+
+    def subscriptions() -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for key in keys:
+            owner = book.owner(key)
+            value = book.get(owner).profile.get("subscriptions")
+            found[owner] = dict(value) if isinstance(value, Mapping) else {}
+        return found
+
+    before = subscriptions()
+    yield
+    for owner, now_set in subscriptions().items():
+        was = before.get(owner, {})
+        for channel in sorted(now_set.keys() | was.keys()):
+            if channel in now_set and now_set[channel] != was.get(channel):
+                session.add(
+                    ConsentChange(
+                        user_key=owner,
+                        channel=channel,
+                        subscribed=now_set[channel] is True,
+                        previous=was.get(channel),
+                        source="event",
+                        message_id=message_id,
+                        changed_at=now,
+                    )
+                )
 
 
 def consent_history(session: Session, key: str, limit: int) -> list[ConsentChange]:

@@ -119,6 +119,7 @@ class StoredEvent(Base):
     processed_at: Mapped[datetime | None]
     user_key: Mapped[str] = mapped_column(String(ID))
     partition: Mapped[int] = mapped_column(Integer)
+    purged_at: Mapped[datetime | None]  # when its payload was purged (retention)
 
     __table_args__ = (
         # Only pending events are looked up by partition: a small index, whatever the history.
@@ -131,6 +132,8 @@ class StoredEvent(Base):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
+        # A user's history (their export, their erasure, their timeline).
+        Index("ix_events_user_key", "user_key"),
     )
 
 
@@ -299,3 +302,13 @@ class AddressBlock(Base):
     reason: Mapped[str] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(64))  # whose report revealed it
     created_at: Mapped[datetime]
+
+
+class Forgotten(Base):
+    """An id whose user was erased on request (``engine.store.privacy``): later events
+    under it are dropped and counted, until an ``identify`` carries new consent."""
+
+    __tablename__ = "forgotten"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # of the user key
+    forgotten_at: Mapped[datetime]
+    dropped: Mapped[int] = mapped_column(default=0)  # events dropped since

@@ -250,5 +250,9 @@ def test_the_link_the_dispatcher_renders_unsubscribes_its_user(
     assert "li@example.com" not in found.group(1)  # the link names no address
     assert client.post(found.group(1)).status_code == 200
     assert traits(db, "user:u5")["subscriptions"]["email"] is False
-    [change] = changes(db)
+    *opted_in, change = changes(db)  # the identify's opt-ins, then the link's opt-out
+    assert {(c.channel, c.source, c.message_id, c.subscribed) for c in opted_in} == {
+        ("email", "event", "i5", True),
+        ("sms", "event", "i5", True),
+    }
     assert change.message_id == welcome.message_id

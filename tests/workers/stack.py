@@ -37,6 +37,8 @@ from tests.live.test_concurrency import COUNT, FLOW
 
 SECRET = "a-secret-key-for-the-tests-only"
 IDS = re.compile(r"msg_\w+")
+
+
 class RedisServer:
     """A throwaway redis-server on a free port."""
 
@@ -135,6 +137,7 @@ class Stack:
         apis: int = 2,
         workers: int = 2,
         schedulers: int = 1,
+        journeys: Path | None = None,
     ) -> None:
         self.root = root
         self.database_url = database_url
@@ -145,10 +148,11 @@ class Stack:
         self.sms: FakeServer = self.exits.enter_context(serve(self.twilio))
         self.inbox = Inbox()
         self.smtp = self.exits.enter_context(SmtpServer(self.inbox, Certificates(), tls="none"))
-        journeys = root / "journeys"
-        journeys.mkdir(exist_ok=True)
-        (journeys / "flow.yaml").write_text(textwrap.dedent(FLOW))
-        (journeys / "count.yaml").write_text(textwrap.dedent(COUNT))
+        if journeys is None:  # the two journeys of the chaos tests
+            journeys = root / "journeys"
+            journeys.mkdir(exist_ok=True)
+            (journeys / "flow.yaml").write_text(textwrap.dedent(FLOW))
+            (journeys / "count.yaml").write_text(textwrap.dedent(COUNT))
         db = Database(database_url)
         try:
             deploy(db, SourceTree.from_directory(journeys))

@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import text
 
 from tests.conftest import FreshDatabases
-from tests.live.processes import Load, go, identify, wait_for
+from tests.live.processes import ADMIN, Load, go, identify, wait_for
 from tests.live.test_concurrency import check_exactly_once, settled
 from tests.workers.stack import Stack
 
@@ -188,3 +189,18 @@ def test_two_schedulers_do_no_harm_and_timers_fire_on_time(
         print(f"\ntimers fired with two schedulers, at most {max(late) * 1000:.0f} ms late")
     finally:
         stack.stop()
+
+
+def test_a_user_forgotten_mid_journey_gets_nothing_more(stack: Stack) -> None:
+    load = Load(stack.apis, threads=4)
+    goes = send_users(load, users("f", 20))
+    assert wait_for(lambda: len(stack.mailed()) == len(goes), timeout=30)  # the emails went
+    erased = httpx.delete(
+        f"{stack.apis[0].url}/api/users/f3", headers={"Authorization": f"Bearer {ADMIN}"}
+    )
+    assert erased.status_code == 200 and erased.json()["forgotten"] is True
+    # Everyone else's SMS follows 3 s after their email; f3's never does.
+    assert wait_for(lambda: len(stack.texted()) == len(goes) - 1, timeout=30), stack.logs()
+    time.sleep(4)
+    assert len(stack.texted()) == len(goes) - 1
+    assert stack.scalar("SELECT count(*) FROM profiles WHERE user_key = 'user:f3'") == 0

@@ -14,6 +14,9 @@
 - ``JOURNEY_BROKER_URL``: the Celery broker of ``journey worker`` / ``scheduler`` / ``api``
   (default ``redis://127.0.0.1:6379/0``; any kombu URL, e.g. ``amqp://guest@host//``).
   Doorbell flags live in ``JOURNEY_REDIS_URL``, else in a Redis broker.
+- ``JOURNEY_METRICS_PORT``: where ``journey worker`` and ``journey scheduler`` serve
+  Prometheus metrics (``/metrics``; unset: not served). The API serves them at ``/metrics``
+  behind the admin token.
 - ``JOURNEY_EVENT_RETENTION``: how long payloads of applied events and contents of sent
   messages are kept (a duration: ``90d``, ``12w``; unset: kept until a user is forgotten).
 - ``JOURNEY_BODY_TIMEOUT``: seconds a request body may stall before the request is answered
@@ -51,6 +54,7 @@ class Settings(ChannelSettings):
     broker_url: str = "redis://127.0.0.1:6379/0"
     body_timeout: float = Field(default=10.0, gt=0)
     event_retention: timedelta | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("event_retention", mode="before")
     @classmethod

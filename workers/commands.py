@@ -14,6 +14,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -34,8 +35,23 @@ def _logging() -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
+def multiprocess_metrics() -> None:
+    """Counters of forked processes go to files a scrape sums (before anything counts)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="journey-metrics-")
+
+
+def serve_metrics(settings: Settings) -> None:
+    if settings.metrics_port is not None:
+        from engine.metrics import exposition, serve_in_thread
+
+        serve_in_thread(settings.metrics_port, exposition)
+
+
 def run_worker(queues: Sequence[str], concurrency: int, loglevel: str = "info") -> int:
     """A Celery worker consuming ``queues`` (all of them when empty)."""
+    multiprocess_metrics()
+    serve_metrics(Settings())
     from workers import app
     from workers.app import queue_names
 
@@ -73,6 +89,7 @@ def run_scheduler() -> int:
 
     _logging()
     settings = Settings()
+    serve_metrics(settings)
     db = Database(settings.database_url)
     doorbell, redis = make_doorbell(settings, tasks.publish)
     sweeper = Sweeper(db, doorbell, retention=settings.event_retention)
@@ -106,6 +123,7 @@ def run_api(host: str | None, port: int | None, workers: int) -> int:
     from engine.api.logs import log_config
 
     _logging()
+    multiprocess_metrics()
     settings = Settings()
     made_up = remember_credentials(settings)
     for name, value in made_up.items():  # the server processes read them from the environment

@@ -15,19 +15,21 @@ documents (``/docs``, ``/redoc``, ``/openapi.json``) are behind the admin token.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.api import admin, segment, unsubscribe, webhooks
 from engine.api.segment import ApiError
+from engine.metrics import DatabaseCollector, exposition, redis_queue_depths
 from engine.settings import Settings
 from engine.store.database import Database
 from engine.store.ingest import Ingestor
@@ -75,8 +77,13 @@ def _route_of(request: Request) -> str:
 
 
 def create_app(
-    db: Database, settings: Settings, on_ingest: Callable[[Collection[int]], None] | None = None
+    db: Database,
+    settings: Settings,
+    on_ingest: Callable[[Collection[int]], None] | None = None,
+    metrics_queues: Sequence[str] | None = None,
 ) -> FastAPI:
+    """The application; ``metrics_queues`` names the Celery queues whose depth ``/metrics``
+    reports (distributed mode)."""
     # The documents are served below, behind the admin token.
     app = FastAPI(
         title="journey engine", version="1", docs_url=None, redoc_url=None, openapi_url=None
@@ -139,6 +146,16 @@ def create_app(
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, bool]:
         return {"ok": True}
+
+    queues = None
+    if settings.broker_url.startswith(("redis://", "rediss://")) and metrics_queues is not None:
+        queues = redis_queue_depths(settings.broker_url, metrics_queues)
+    collector = DatabaseCollector(db, queues)
+
+    @app.get("/metrics", tags=["health"], dependencies=[Depends(admin.admin_guard(settings))])
+    def metrics() -> Response:
+        """Prometheus metrics (``Authorization: Bearer`` the admin token)."""
+        return Response(exposition(collector), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(segment.router(ingestor, settings))
     app.include_router(admin.router(db, settings))

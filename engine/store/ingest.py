@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from engine.durations import iso_z
 from engine.errors import EngineError, InvalidMessage
 from engine.events import Event, parse_message, printable, unstorable_text
+from engine.metrics import EVENTS
 from engine.store.database import Database
 from engine.store.partitions import partition_of, routing_key
 from engine.store.schema import StoredEvent
@@ -275,6 +276,11 @@ class Ingestor:
             result.stored = len(inserted)
             partitions = {row["partition"] for row in rows if row["message_id"] in inserted}
         result.log_summary()
+        EVENTS.labels("accepted").inc(result.stored)
+        if result.duplicates:
+            EVENTS.labels("duplicate").inc(result.duplicates)
+        if result.rejected_count:
+            EVENTS.labels("rejected").inc(result.rejected_count)
         if result.stored and self.on_ingest is not None:
             try:
                 self.on_ingest(partitions)

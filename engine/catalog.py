@@ -40,10 +40,14 @@ class Project:
 
 
 class Catalog(Protocol):
-    """The deployed journeys: the current project, and any version runs are pinned to."""
+    """The deployed journeys: the current project, and any version runs are pinned to;
+    and the journeys paused or stopped, which admit no one."""
 
     @property
     def current(self) -> Project: ...
+
+    @property
+    def halted(self) -> frozenset[str]: ...
 
     def journey(self, journey_id: str, version: str) -> CompiledJourney: ...
 
@@ -53,6 +57,7 @@ class SingleVersion:
 
     def __init__(self, project: Project) -> None:
         self.current = project
+        self.halted: frozenset[str] = frozenset()
 
     def journey(self, journey_id: str, version: str) -> CompiledJourney:
         return self.current.journeys[journey_id]

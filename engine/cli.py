@@ -211,6 +211,33 @@ def run_command(
     return run_embedded(journeys_dir, templates, host, port)
 
 
+JourneyId = Annotated[str, typer.Argument(help="the journey's id")]
+
+
+@app.command("pause")
+def pause_command(journey_id: JourneyId) -> int:
+    """Pause a journey: it admits no one and holds its runs' messages until resumed."""
+    from engine.live.commands import change_journey
+
+    return change_journey(journey_id, "paused")
+
+
+@app.command("resume")
+def resume_command(journey_id: JourneyId) -> int:
+    """Resume a paused or stopped journey: it admits people and sends what it held."""
+    from engine.live.commands import change_journey
+
+    return change_journey(journey_id, "active")
+
+
+@app.command("stop")
+def stop_command(journey_id: JourneyId) -> int:
+    """Stop a journey: it admits no one and every run of it ends now."""
+    from engine.live.commands import change_journey
+
+    return change_journey(journey_id, "stopped")
+
+
 @app.command("forget")
 def forget_command(
     user_id: Annotated[str, typer.Argument(help="the userId (or anonymousId)")],

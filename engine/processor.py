@@ -201,7 +201,10 @@ class Processor:
                 elif memory_only:
                     del user.runs[run.run_id]  # ended, and can no longer convert
         view = user.view()
+        halted = self.catalog.halted
         for journey in project.triggered_by[name]:
+            if journey.id in halted:
+                continue  # paused or stopped: it admits no one
             history = user.entries.get(journey.id, NO_ENTRIES)
             has_active = user.active_run(journey.id) is not None
             if may_enter(journey, item, now, view, history, has_active):

@@ -30,7 +30,14 @@ from sqlalchemy import and_, exists, func, or_, select
 from engine.store.database import Database
 from engine.store.deployments import DeployedCatalog
 from engine.store.retention import Purged, purge
-from engine.store.schema import Deployment, Message, Partition, StoredEvent, Timer
+from engine.store.schema import (
+    Deployment,
+    JourneyState,
+    Message,
+    Partition,
+    StoredEvent,
+    Timer,
+)
 from workers.doorbell import Doorbell
 
 log = logging.getLogger("journey.scheduler")
@@ -78,7 +85,14 @@ class Sweeper:
         )
         with self.db.sessions() as session:
             partitions = list(session.scalars(select(Partition.id).where(pending)))
-            channels = list(session.scalars(select(Message.channel).where(due).distinct()))
+            held = select(JourneyState.journey_id).where(JourneyState.state == "paused")
+            channels = list(
+                session.scalars(
+                    select(Message.channel)
+                    .where(due, Message.journey_id.not_in(held))
+                    .distinct()
+                )
+            )
         rung = self.doorbell.ring("events", partitions)
         rung_channels = self.doorbell.ring("dispatch", channels)
         return [int(p) for p in rung], [str(c) for c in rung_channels]

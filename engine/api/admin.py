@@ -25,6 +25,7 @@ from engine.identity import anonymous_key, display_id, user_key
 from engine.settings import Settings
 from engine.store.consent import consent_history, set_consent
 from engine.store.database import Database
+from engine.store.lifecycle import State, apply_journey_state
 from engine.store.privacy import export, forget
 from engine.store.schema import Deployment, JourneyVersion, Message, Profile, Run
 from engine.store.users import owner_of
@@ -247,6 +248,19 @@ def router(db: Database, settings: Settings) -> APIRouter:
             if key is None:
                 raise ApiError(404, "not_found", "no such user")
             return user_view(session, key, limit)
+
+    @api.post("/journeys/{journey_id}/{action}")
+    def change_journey(journey_id: str, action: str) -> dict[str, Any]:
+        """Pause, resume or stop a journey (see engine.store.lifecycle)."""
+        states: dict[str, State] = {"pause": "paused", "resume": "active", "stop": "stopped"}
+        if action not in states:
+            raise ApiError(404, "not_found", "the actions are pause, resume and stop")
+        result = apply_journey_state(db, journey_id, states[action], "admin")
+        if result is None:
+            raise ApiError(404, "not_found", f"no deployed journey {journey_id!r}")
+        changed, ended = result
+        return {"journey": journey_id, "state": states[action], "changed": changed,
+                "runs_ended": ended}  # fmt: skip
 
     @api.get("/journeys")
     def get_journeys() -> dict[str, Any]:

@@ -3,6 +3,7 @@ is not needed to validate or simulate)."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from engine.project import SourceTree
 from engine.settings import Settings
 from engine.store.database import DEFAULT_SQLITE_PATH, Database, make_private_directory
 from engine.store.deployments import deploy
+from engine.store.lifecycle import State, apply_journey_state
 from engine.store.privacy import export, forget
 
 log = logging.getLogger("journey.run")
@@ -60,6 +62,23 @@ def deploy_directory(journeys_dir: Path, templates: Path | None) -> int:
 
 #: What ``journey run`` makes up when it is not configured, and how long each is.
 MADE_UP = {"write_key": 18, "admin_token": 24, "secret_key": 32}
+
+
+def change_journey(journey_id: str, state: State) -> int:
+    """``journey pause|resume|stop``: change a deployed journey's state."""
+    db = Database(Settings().database_url)
+    try:
+        result = apply_journey_state(db, journey_id, state, getpass.getuser())
+    finally:
+        db.dispose()
+    if result is None:
+        print(f"no deployed journey {journey_id!r}", file=sys.stderr)
+        return 1
+    changed, ended = result
+    what = {"active": "running", "paused": "paused", "stopped": "stopped"}[state]
+    already = "" if changed else " already"
+    print(f"{journey_id}: {what}{already}" + (f"; {ended} run(s) ended" if ended else ""))
+    return 0
 
 
 def forget_user(user_id: str) -> int:

@@ -54,7 +54,7 @@ from engine.services.work import Clock, Work, dead_letter, is_passing
 from engine.store.address_blocks import UNDELIVERABLE, blocked
 from engine.store.database import Database
 from engine.store.deployments import DeployedCatalog
-from engine.store.schema import Message, Profile, Run
+from engine.store.schema import JourneyState, Message, Profile, Run
 from engine.store.users import SqlUserBook, owners_of, run_from_row
 
 log = logging.getLogger("journey.dispatch")
@@ -166,7 +166,8 @@ class OutboxService:
                 and_(Message.status == "pending", Message.send_at <= now),
                 and_(Message.status == "sending", Message.claimed_until < now),
             )
-            query = select(Message).where(due)
+            held = select(JourneyState.journey_id).where(JourneyState.state == "paused")
+            query = select(Message).where(due, Message.journey_id.not_in(held))
             if channels is not None:
                 query = query.where(Message.channel.in_(list(channels)))
             query = query.order_by(Message.send_at, Message.message_id).limit(self.batch_size)

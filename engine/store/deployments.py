@@ -22,7 +22,7 @@ from engine.errors import EngineError
 from engine.graph import CompiledJourney
 from engine.project import Project, SourceTree, compile_sources
 from engine.store.database import Database
-from engine.store.schema import Deployment, JourneyVersion
+from engine.store.schema import Deployment, JourneyState, JourneyVersion
 
 log = logging.getLogger("journey.deploy")
 # Key of the PostgreSQL advisory lock held while deploying (any constant bigint will do).
@@ -77,7 +77,8 @@ def deploy(db: Database, tree: SourceTree, now: datetime | None = None) -> Deplo
 class DeployedCatalog:
     """The processor's Catalog over the deployments table (thread-safe).
 
-    ``refresh`` reads the newest deployment in the caller's transaction. A version that is
+    ``refresh`` reads the newest deployment, and the journeys paused or stopped, in the
+    caller's transaction. A version that is
     not compiled yet is read in the transaction the calling thread last refreshed in while
     it is still open (on SQLite a process has one connection: a second transaction would
     wait for the first), else in a short session of the catalog's own.
@@ -90,10 +91,12 @@ class DeployedCatalog:
         self._projects: dict[int, Project] = {}
         self._current_id: int | None = None
         self._versions: dict[tuple[str, str], CompiledJourney] = {}
+        self.halted: frozenset[str] = frozenset()
 
     def refresh(self, session: Session) -> bool:
         """Load the newest deployment if it changed; True when it did."""
         self._local.session = session
+        self.halted = frozenset(session.scalars(select(JourneyState.journey_id)))
         latest = session.scalar(select(func.max(Deployment.id)))
         if latest is None:
             raise EngineError("nothing is deployed: run `journey deploy DIR` first")

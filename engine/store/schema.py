@@ -312,3 +312,13 @@ class Forgotten(Base):
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # of the user key
     forgotten_at: Mapped[datetime]
     dropped: Mapped[int] = mapped_column(default=0)  # events dropped since
+
+
+class JourneyState(Base):
+    """A journey paused or stopped by ops (``engine.store.lifecycle``); absent: running."""
+
+    __tablename__ = "journey_states"
+    journey_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # paused | stopped
+    changed_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(128))

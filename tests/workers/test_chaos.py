@@ -111,15 +111,18 @@ def test_an_api_killed_mid_batch_keeps_what_it_answered(stack: Stack) -> None:
     load = Load(stack.apis, threads=16)
     victim = stack.apis[0]
     done = threading.Event()
+    names = users("a", 1200)
 
-    def kill_soon() -> None:
-        time.sleep(1.0)
+    def kill_midway() -> None:  # once a quarter of the batches are in, whatever the speed
+        wait_for(lambda: len(load.accepted) >= len(names) // 2, timeout=60, every=0.01)
         victim.kill()
         done.set()
 
-    killer = threading.Thread(target=kill_soon)
+    killer = threading.Thread(target=kill_midway)
     killer.start()
-    goes = send_users(load, users("a", 1200))
+    load.send([identify(u, i) for i, u in enumerate(names)], batch=10)
+    goes = Counter(names)
+    load.send([go(u, 0) for u in names], batch=10)
     killer.join()
     assert done.is_set() and load.retries > 0  # requests did fail and were sent again
     victim.start()

@@ -113,7 +113,7 @@ def test_an_api_killed_mid_batch_keeps_what_it_answered(stack: Stack) -> None:
     done = threading.Event()
     names = users("a", 1200)
 
-    def kill_midway() -> None:  # once a quarter of the batches are in, whatever the speed
+    def kill_midway() -> None:  # halfway through the identifies, however fast they go
         wait_for(lambda: len(load.accepted) >= len(names) // 2, timeout=60, every=0.01)
         victim.kill()
         done.set()

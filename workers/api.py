@@ -30,4 +30,4 @@ def create() -> FastAPI:
     def rung(partitions: Collection[int]) -> None:
         doorbell.ring("events", list(partitions))
 
-    return create_app(db, settings, on_ingest=rung)
+    return create_app(db, settings, on_ingest=rung, broker_url=settings.broker_url)

@@ -36,8 +36,8 @@ def _logging() -> None:
 
 def run_worker(queues: Sequence[str], concurrency: int, loglevel: str = "info") -> int:
     """A Celery worker consuming ``queues`` (all of them when empty)."""
+    from engine.queues import queue_names
     from workers import app
-    from workers.app import queue_names
 
     chosen = list(queues) or list(queue_names())
     unknown = sorted(set(chosen) - set(queue_names()))

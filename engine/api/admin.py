@@ -1,14 +1,15 @@
 """The admin API: a user's profile, runs and messages; the deployed journeys.
 
-Every route needs ``Authorization: Bearer <JOURNEY_ADMIN_TOKEN>`` (or HTTP Basic with the
-token as password, which browsers can send); without a configured token the admin API
-refuses everyone. Times are ISO-8601 UTC with ``Z``.
+Every route needs ``Authorization: Bearer <token>`` with an admin token
+(``JOURNEY_ADMIN_TOKEN``, or one of ``JOURNEY_ADMIN_TOKENS``), HTTP Basic with the token
+as password (which browsers can send), or the dashboard's sign-in cookie; without a
+configured token the admin API refuses everyone. Times are ISO-8601 UTC with ``Z``.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine.api import sessions
 from engine.api.segment import ApiError, basic_password
 from engine.durations import iso_z
 from engine.events import unstorable_text
@@ -50,25 +52,31 @@ def admin_token_of(header: str | None) -> str | None:
     return bearer_token(header) or basic_password(header)
 
 
-def admin_guard(settings: Settings, *, browser: bool = False) -> Callable[[Request], None]:
-    """A dependency refusing requests without the admin token. ``browser``: the refusal
-    asks for HTTP Basic, so a browser prompts for the token (as the password)."""
+def admin_guard(settings: Settings, *, browser: bool = False) -> Callable[[Request], str]:
+    """A dependency refusing requests without an admin token (or the dashboard's sign-in
+    cookie, ``engine.api.sessions``); it returns the token's name, which is also left in
+    ``request.state.admin``. ``browser``: the refusal asks for HTTP Basic, so a browser
+    prompts for the token (as the password)."""
     challenge = 'Basic realm="journey-admin"' if browser else 'Bearer realm="journey-admin"'
 
-    def require_admin(request: Request) -> None:
-        expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
-        given = admin_token_of(request.headers.get("authorization"))
-        if (
-            not expected
-            or given is None
-            or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
+    def require_admin(request: Request) -> str:
+        tokens = settings.named_admin_tokens()
+        name = sessions.token_name(admin_token_of(request.headers.get("authorization")), tokens)
+        # The cookie alone may read; to change anything it needs the dashboard's header.
+        safe = request.method in ("GET", "HEAD")
+        if name is None and (
+            safe or request.headers.get(sessions.CSRF_HEADER) == sessions.CSRF_VALUE
         ):
+            name = sessions.verify(request.cookies.get(sessions.COOKIE), tokens, time.time())
+        if name is None:
             raise ApiError(
                 401,
                 "unauthorized",
                 "a valid admin token is required (Authorization: Bearer <token>)",
                 headers={"WWW-Authenticate": challenge},
             )
+        request.state.admin = name
+        return name
 
     return require_admin
 

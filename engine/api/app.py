@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.api import admin, segment, unsubscribe, webhooks
+from engine.api import admin, analytics, dashboard, ops, segment, unsubscribe, webhooks
 from engine.api.segment import ApiError
 from engine.settings import Settings
 from engine.store.database import Database
@@ -75,8 +75,14 @@ def _route_of(request: Request) -> str:
 
 
 def create_app(
-    db: Database, settings: Settings, on_ingest: Callable[[Collection[int]], None] | None = None
+    db: Database,
+    settings: Settings,
+    on_ingest: Callable[[Collection[int]], None] | None = None,
+    *,
+    broker_url: str | None = None,
 ) -> FastAPI:
+    """``broker_url``: the Celery broker whose queue depths ``GET /api/ops`` reports
+    (None: no broker, as in the embedded engine)."""
     # The documents are served below, behind the admin token.
     app = FastAPI(
         title="journey engine", version="1", docs_url=None, redoc_url=None, openapi_url=None
@@ -141,7 +147,11 @@ def create_app(
         return {"ok": True}
 
     app.include_router(segment.router(ingestor, settings))
+    # Before the admin routes: /api/users/{id}/timeline must not be read as a user id.
+    app.include_router(analytics.router(db, settings))
+    app.include_router(ops.router(db, settings, broker_url))
     app.include_router(admin.router(db, settings))
+    dashboard.mount(app, settings)
     app.include_router(unsubscribe.router(db, settings))
     app.include_router(webhooks.router(db, settings))
     _documents(app, settings)

@@ -312,3 +312,16 @@ class Forgotten(Base):
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # of the user key
     forgotten_at: Mapped[datetime]
     dropped: Mapped[int] = mapped_column(default=0)  # events dropped since
+
+
+class AuditEntry(Base):
+    """One operator action (a deploy, a replay, a discard...): who, what, on what, when
+    (``engine.store.audit``)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(SeqId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(128))  # an admin token's name, or an OS user
+    action: Mapped[str] = mapped_column(String(32))  # deploy|replay|discard|pause|...
+    target: Mapped[str] = mapped_column(String(ID))  # a deployment, a dead letter, a journey
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))

@@ -168,7 +168,8 @@ def _print_stats(
         build_report(journey_shape(journey), source, now, version=journey.version)
         for _, journey in sorted(project.journeys.items())
     ]
-    console = Console(stderr=True)
+    # Redirected, tables keep whole lines instead of an 80-column default.
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
     console.print(summary_table(reports))
     for report in reports:
         print_report(report, console)
@@ -281,6 +282,70 @@ def webhooks_command() -> int:
     if settings.secret_key is None:
         print("(set JOURNEY_SECRET_KEY for Aliyun's URLs and for signed reports)")
     return 0
+
+
+@app.command("stats")
+def stats_command(
+    journey: Annotated[str | None, typer.Argument(help="a journey id (default: all)")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="a version, or 'all' (default: the one deployed now)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> int:
+    """Funnel, conversions, attribution and A/B arms of the live journeys."""
+    from engine.live.admin_commands import stats
+
+    return stats(journey, version, as_json)
+
+
+dlq = typer.Typer(help="Dead letters: work that failed for good.", no_args_is_help=True)
+app.add_typer(dlq, name="dlq")
+
+
+@dlq.command("list")
+def dlq_list_command(
+    include_replayed: Annotated[bool, typer.Option("--all", help="with those replayed")] = False,
+    kind: Annotated[str | None, typer.Option(help="event, timer or message")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> int:
+    """List dead letters, newest first, with their error."""
+    from engine.live.admin_commands import dlq_list
+
+    return dlq_list(include_replayed, kind, limit, as_json)
+
+
+@dlq.command("replay")
+def dlq_replay_command(
+    letter_id: Annotated[int | None, typer.Argument(help="the dead letter's id")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="every one not replayed")] = False,
+) -> int:
+    """Put dead-lettered work back for the engine (recorded in the audit log)."""
+    from engine.live.admin_commands import dlq_replay
+
+    return dlq_replay(letter_id, everything)
+
+
+@dlq.command("discard")
+def dlq_discard_command(
+    letter_id: Annotated[int, typer.Argument(help="the dead letter's id")],
+) -> int:
+    """Delete a dead letter; its work stays failed (recorded in the audit log)."""
+    from engine.live.admin_commands import dlq_discard
+
+    return dlq_discard(letter_id)
+
+
+@app.command("audit")
+def audit_command(
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    action: Annotated[str | None, typer.Option(help="only this action (deploy, replay...)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> int:
+    """Who deployed, replayed or discarded what, and when (newest first)."""
+    from engine.live.admin_commands import audit
+
+    return audit(limit, action, as_json)
 
 
 @app.command("worker")

@@ -38,7 +38,9 @@ VersionQuery = Annotated[str | None, Query(max_length=64, description="a version
 def timeline(session: Session, key: str, limit: int) -> list[dict[str, Any]]:
     """The user's events (under every id merged into them), runs and messages, newest first."""
     keys = [key, *session.scalars(select(Identity.alias_key).where(Identity.owner_key == key))]
-    items: list[tuple[datetime, int, dict[str, Any]]] = []
+    # Sorted by time, then (same instant) in the order things happen: the event, the
+    # run's entry, its message, its conversion, its end.
+    items: list[tuple[datetime, tuple[int, int], dict[str, Any]]] = []
     events = session.scalars(
         select(StoredEvent)
         .where(StoredEvent.user_key.in_(keys))
@@ -51,7 +53,7 @@ def timeline(session: Session, key: str, limit: int) -> list[dict[str, Any]]:
         items.append(
             (
                 event.received_at,
-                event.seq,
+                (0, event.seq),
                 {
                     "kind": "event",
                     "at": iso_z(event.received_at),
@@ -69,13 +71,13 @@ def timeline(session: Session, key: str, limit: int) -> list[dict[str, Any]]:
     for run in runs:
         facts = [("entered", run.entered_at), ("converted", run.converted_at)]
         facts.append((run.status, run.ended_at))
-        for what, moment in facts:
+        for rank, (what, moment) in enumerate(facts):
             if moment is None:
                 continue
             items.append(
                 (
                     moment,
-                    0,
+                    (1 + 2 * rank, 0),
                     {
                         "kind": "run",
                         "at": iso_z(moment),
@@ -97,7 +99,7 @@ def timeline(session: Session, key: str, limit: int) -> list[dict[str, Any]]:
         items.append(
             (
                 message.send_at,
-                0,
+                (2, 0),
                 {
                     "kind": "message",
                     "at": iso_z(message.send_at),

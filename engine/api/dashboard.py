@@ -94,6 +94,7 @@ def _login_page(lang: str, error: str | None = None) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(text["title"])}</title>
 <link rel="stylesheet" href="/dashboard/static/app.css">
+<link rel="icon" href="data:,">
 </head>
 <body class="login">
 <main class="login-card">
@@ -102,6 +103,7 @@ def _login_page(lang: str, error: str | None = None) -> str:
   {message}
   <form method="post" action="/dashboard/login">
     <label for="token">{html.escape(text["token"])}</label>
+    <input type="text" name="username" value="admin" autocomplete="username" hidden>
     <input id="token" name="token" type="password" autocomplete="current-password" required
       autofocus>
     <p class="hint">{html.escape(text["hint"])}</p>

@@ -152,6 +152,7 @@
   function attribution(stats) {
     var a = stats.attribution;
     if (!a.conversions) return el("p", { class: "muted" }, t("attr.none"));
+    if (!a.channels.length) return el("p", { class: "muted", "data-unattributed": a.unattributed }, t("attr.unattributed", [a.unattributed]));
     var models = [["first_touch", "attr.first"], ["last_touch", "attr.last"], ["linear", "attr.linear"]];
     var body = el("div", { class: "attribution" }, models.map(function (m) {
       return el("div", { class: "model", "data-model": m[0] }, [

@@ -130,7 +130,7 @@ def test_an_event_and_a_message_replay_and_a_discard(
                 error="RuntimeError: gave up",
                 payload={},
                 created_at=clock(),
-            )  # fmt: skip
+            )
         )
     message_letter = letters(db)[-1]
     with db.transaction() as session:

@@ -32,7 +32,7 @@
   }
 
   function show(nodes) {
-    view.replaceChildren.apply(view, Array.isArray(nodes) ? nodes : [nodes]);
+    view.replaceChildren.apply(view, (Array.isArray(nodes) ? nodes : [nodes]).filter(Boolean));
   }
 
   function failed(error) {

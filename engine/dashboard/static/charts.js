@@ -117,7 +117,7 @@
       }
       root.appendChild(svg("path", { d: d, class: "edge", "marker-end": "url(#arrow)" }));
       if (e.label && e.label !== "next") {
-        var label = e.label === "event" ? "✓" : e.label === "timeout" ? "⏱" : e.label;
+        var label = e.label === "event" || e.label === "timeout" || e.label === "else" ? window.t("edge." + e.label) : e.label;
         root.appendChild(svg("text", { x: (x1 + x2) / 2 + 4, y: (y1 + y2) / 2 - 2, class: "edge-label" }, label));
       }
     });

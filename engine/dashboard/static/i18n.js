@@ -57,7 +57,7 @@ window.I18N = {
     "action.deploy": "deploy", "action.replay": "replay", "action.discard": "discard",
     "action.pause": "pause", "action.resume": "resume", "action.stop": "stop",
     "channel.sms": "SMS", "channel.email": "Email", "channel.wecom": "WeCom", "channel.push": "Push",
-    "seconds": "{0} s"
+    "seconds": "{0} s", "edge.event": "event", "edge.timeout": "timeout", "edge.else": "else"
   },
   "zh-CN": {
     brand: "旅程引擎",
@@ -114,7 +114,7 @@ window.I18N = {
     "action.deploy": "部署", "action.replay": "重放", "action.discard": "丢弃",
     "action.pause": "暂停", "action.resume": "恢复", "action.stop": "停止",
     "channel.sms": "短信", "channel.email": "邮件", "channel.wecom": "企业微信", "channel.push": "推送",
-    "seconds": "{0} 秒"
+    "seconds": "{0} 秒", "edge.event": "事件发生", "edge.timeout": "超时", "edge.else": "否则"
   }
 };
 

@@ -12,11 +12,15 @@ from typing import Annotated, Any, TextIO
 import orjson
 import typer
 
+from engine.analytics.report import build_report
+from engine.analytics.shape import journey_shape
+from engine.analytics.tally import SimulationStats
 from engine.channels.plugins import load_plugins
 from engine.durations import iso_z as iso
 from engine.errors import CompileError, EngineError
 from engine.event_files import EventFile
 from engine.events import Event
+from engine.progress import Advance, count_lines, progress_bar, shows_progress
 from engine.project import Project, compile_project
 from engine.simulate import Simulation
 from engine.spec import Journey, Policies
@@ -92,6 +96,12 @@ def simulate(
         str | None, typer.Option(help="fire timers up to this time (default: last event + 30 days)")
     ] = None,
     templates: TemplatesOption = None,
+    stats: Annotated[
+        bool,
+        typer.Option(
+            "--stats", help="also print each journey's report (funnel, conversions...) on stderr"
+        ),
+    ] = False,
 ) -> int:
     """Run the journeys over an event stream on a virtual clock; print what would be sent."""
     horizon = _parse_until(until) if until else None
@@ -121,9 +131,12 @@ def simulate(
             flush()
 
     stream = EventFile(events_file)
-    simulation = Simulation(project, emit)
+    watcher = SimulationStats(project) if stats else None
+    simulation = Simulation(project, emit, observer=watcher)
     try:
-        simulation.run(_sparing_the_collector(stream))
+        total = count_lines(str(events_file)) if shows_progress() else None
+        with progress_bar("simulating", total) as advance:
+            simulation.run(_sparing_the_collector(stream, advance))
     except OSError as exc:
         print(f"{events_file}: cannot read events: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -136,14 +149,37 @@ def simulate(
     for error in stream.errors:
         print(error, file=sys.stderr)
     _summarise(simulation, project, stream, horizon)
+    if watcher is not None:
+        _print_stats(project, simulation, watcher, horizon or stream.last)
     return 1 if stream.errors else 0
+
+
+def _print_stats(
+    project: Project, simulation: Simulation, watcher: SimulationStats, end: datetime | None
+) -> None:
+    """The report of every journey over the simulated stream, as ``journey stats`` prints it."""
+    from rich.console import Console
+
+    from engine.analytics.tables import print_report, summary_table
+
+    now = end or datetime.now(UTC)
+    source = watcher.finish(simulation.users.values(), now)
+    reports = [
+        build_report(journey_shape(journey), source, now, version=journey.version)
+        for _, journey in sorted(project.journeys.items())
+    ]
+    # Redirected, tables keep whole lines instead of an 80-column default.
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    console.print(summary_table(reports))
+    for report in reports:
+        print_report(report, console)
 
 
 #: Events between two moves of everything alive into the collector's permanent generation.
 FREEZE_EVERY = 1_000
 
 
-def _sparing_the_collector(events: Iterable[Event]) -> Iterator[Event]:
+def _sparing_the_collector(events: Iterable[Event], advance: Advance) -> Iterator[Event]:
     """``events``, moving what survives into the garbage collector's permanent generation
     every FREEZE_EVERY events, after collecting the young generations. A simulation's
     state (users, runs, timers) only grows and holds no reference cycles; without this,
@@ -153,6 +189,7 @@ def _sparing_the_collector(events: Iterable[Event]) -> Iterator[Event]:
         if count % FREEZE_EVERY == 0:
             gc.collect(1)  # young garbage first: what is frozen is never collected
             gc.freeze()
+            advance(FREEZE_EVERY)
         yield event
 
 
@@ -272,6 +309,70 @@ def webhooks_command() -> int:
     if settings.secret_key is None:
         print("(set JOURNEY_SECRET_KEY for Aliyun's URLs and for signed reports)")
     return 0
+
+
+@app.command("stats")
+def stats_command(
+    journey: Annotated[str | None, typer.Argument(help="a journey id (default: all)")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="a version, or 'all' (default: the one deployed now)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> int:
+    """Funnel, conversions, attribution and A/B arms of the live journeys."""
+    from engine.live.admin_commands import stats
+
+    return stats(journey, version, as_json)
+
+
+dlq = typer.Typer(help="Dead letters: work that failed for good.", no_args_is_help=True)
+app.add_typer(dlq, name="dlq")
+
+
+@dlq.command("list")
+def dlq_list_command(
+    include_replayed: Annotated[bool, typer.Option("--all", help="with those replayed")] = False,
+    kind: Annotated[str | None, typer.Option(help="event, timer or message")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> int:
+    """List dead letters, newest first, with their error."""
+    from engine.live.admin_commands import dlq_list
+
+    return dlq_list(include_replayed, kind, limit, as_json)
+
+
+@dlq.command("replay")
+def dlq_replay_command(
+    letter_id: Annotated[int | None, typer.Argument(help="the dead letter's id")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="every one not replayed")] = False,
+) -> int:
+    """Put dead-lettered work back for the engine (recorded in the audit log)."""
+    from engine.live.admin_commands import dlq_replay
+
+    return dlq_replay(letter_id, everything)
+
+
+@dlq.command("discard")
+def dlq_discard_command(
+    letter_id: Annotated[int, typer.Argument(help="the dead letter's id")],
+) -> int:
+    """Delete a dead letter; its work stays failed (recorded in the audit log)."""
+    from engine.live.admin_commands import dlq_discard
+
+    return dlq_discard(letter_id)
+
+
+@app.command("audit")
+def audit_command(
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    action: Annotated[str | None, typer.Option(help="only this action (deploy, replay...)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> int:
+    """Who deployed, replayed or discarded what, and when (newest first)."""
+    from engine.live.admin_commands import audit
+
+    return audit(limit, action, as_json)
 
 
 @app.command("worker")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,8 +43,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from engine.queues import queue_depths
+from engine.store.backlog import backlog
 from engine.store.database import Database
-from engine.store.schema import DeadLetter, Message, Run, Timer
+from engine.store.schema import Run
 
 EVENTS = Counter("journey_events_total", "Segment messages the API received", ["outcome"])
 INPUTS = Counter("journey_inputs_applied_total", "Inputs the engine applied", ["kind"])
@@ -65,16 +67,11 @@ def message_outcome(channel: str, status: str, reason: str | None) -> None:
 
 
 class DatabaseCollector(Collector):
-    """Gauges read from the database (and the broker) when scraped."""
+    """Gauges read from the database (``engine.store.backlog``) and the broker when scraped."""
 
-    def __init__(
-        self,
-        db: Database,
-        queues: Callable[[], dict[str, int]] | None = None,
-        cache_seconds: float = 1.0,
-    ) -> None:
+    def __init__(self, db: Database, broker_url: str | None = None, cache_seconds: float = 1.0):
         self.db = db
-        self.queues = queues
+        self.broker_url = broker_url
         self.cache_seconds = cache_seconds
         self._lock = threading.Lock()
         self._cached: tuple[float, list[GaugeMetricFamily]] | None = None
@@ -97,49 +94,30 @@ class DatabaseCollector(Collector):
                 .group_by(Run.journey_id, Run.step)
             ):
                 active.add_metric([journey, step or ""], count)
-            oldest = session.scalar(select(func.min(Timer.due_at)).where(Timer.due_at <= now))
-            backlog = session.scalar(
-                select(func.count())
-                .select_from(Message)
-                .where(Message.status.in_(("pending", "sending")), Message.send_at <= now)
-            )
-            dead = session.scalar(
-                select(func.count()).select_from(DeadLetter).where(DeadLetter.replayed_at.is_(None))
-            )
-        lag = (now - oldest).total_seconds() if oldest is not None else 0.0
+            behind = backlog(session, now)
         families = [
             active,
             GaugeMetricFamily(
-                "journey_timer_lag_seconds", "Now minus the oldest due timer", value=lag
+                "journey_timer_lag_seconds",
+                "Now minus the oldest due timer",
+                value=behind.timer_lag_seconds,
             ),
             GaugeMetricFamily(
-                "journey_outbox_backlog", "Messages due and not sent", value=backlog or 0
+                "journey_outbox_backlog", "Messages due and not sent", value=behind.outbox_backlog
             ),
-            GaugeMetricFamily("journey_dead_letters", "Dead letters not replayed", value=dead or 0),
+            GaugeMetricFamily(
+                "journey_dead_letters", "Dead letters not replayed", value=behind.dead_letters
+            ),
         ]
-        if self.queues is not None:
+        depths = queue_depths(self.broker_url)
+        if depths is not None:
             depth = GaugeMetricFamily(
                 "journey_queue_depth", "Tasks waiting in each Celery queue", labels=["queue"]
             )
-            for queue, size in sorted(self.queues().items()):
+            for queue, size in sorted(depths.items()):
                 depth.add_metric([queue], size)
             families.append(depth)
         return families
-
-
-def redis_queue_depths(url: str, queues: Sequence[str]) -> Callable[[], dict[str, int]]:
-    """Celery's Redis transport keeps each queue as a list of its name."""
-    from redis import Redis
-
-    client = Redis.from_url(url)
-
-    def depths() -> dict[str, int]:
-        pipe = client.pipeline(transaction=False)
-        for queue in queues:
-            pipe.llen(queue)
-        return {q: int(n) for q, n in zip(queues, pipe.execute(), strict=True)}
-
-    return depths
 
 
 def exposition(collector: DatabaseCollector | None = None) -> bytes:

@@ -3,6 +3,9 @@
 - ``JOURNEY_DATABASE_URL``: the database (default: the embedded SQLite file, see engine.store).
 - ``JOURNEY_WRITE_KEYS``: comma-separated Segment write keys the tracking API accepts.
 - ``JOURNEY_ADMIN_TOKEN``: bearer token of the admin API (unset: it refuses everyone).
+- ``JOURNEY_ADMIN_TOKENS``: named admin tokens, ``alice:tok1,ops:tok2``; the audit log
+  records who acted by the token's name (``JOURNEY_ADMIN_TOKEN`` is the token named
+  ``admin``). Both may be set; every token listed is accepted.
 - ``JOURNEY_SECRET_KEY``: signs the unsubscribe links in messages (at least 16 characters;
   ``journey run`` makes one up when unset). Every process that sends or answers links needs
   the same key; changing it makes the links already sent invalid.
@@ -27,6 +30,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -37,15 +41,20 @@ from engine.channels.settings import ChannelSettings
 from engine.durations import parse_duration
 
 MIN_SECRET_KEY = 16
+NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
 class Settings(ChannelSettings):
-    model_config = SettingsConfigDict(env_prefix="JOURNEY_", extra="ignore")
+    # Errors name the setting, never its value: several values are secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="JOURNEY_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str | None = None
     # NoDecode: the environment holds "k1,k2", not JSON; the validator below splits it.
     write_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     admin_token: SecretStr | None = None
+    admin_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     secret_key: SecretStr | None = None
     public_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
@@ -77,6 +86,36 @@ class Settings(ChannelSettings):
         if isinstance(value, list | tuple):
             return [str(key).strip() for key in value if str(key).strip()]
         return value
+
+    @field_validator("admin_tokens", mode="before")
+    @classmethod
+    def _named_tokens(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        named: dict[str, str] = {}
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            name, colon, token = item.partition(":")
+            name, token = name.strip(), token.strip()
+            if not colon or not name or not token:
+                raise ValueError(f"{item.split(':')[0]!r}: write name:token, e.g. alice:s3cret")
+            if not NAME.fullmatch(name):
+                raise ValueError(f"{name!r}: a name is letters, digits and . _ @ - (64 at most)")
+            if name in named:
+                raise ValueError(f"{name!r} is named twice")
+            named[name] = token
+        if len(set(named.values())) < len(named):
+            raise ValueError("two names share one token: give each its own")
+        return named
+
+    def named_admin_tokens(self) -> dict[str, str]:
+        """Every admin token by its name: ``JOURNEY_ADMIN_TOKENS``, and
+        ``JOURNEY_ADMIN_TOKEN`` as ``admin`` (unless a listed token takes that name)."""
+        named = {name: token.get_secret_value() for name, token in self.admin_tokens.items()}
+        if self.admin_token is not None:
+            named.setdefault("admin", self.admin_token.get_secret_value())
+        return named
 
     @field_validator("admin_token", "secret_key", "database_url", mode="before")
     @classmethod

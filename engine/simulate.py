@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from engine.catalog import Project, SingleVersion
 from engine.durations import iso_z
@@ -27,6 +27,7 @@ from engine.processor import Processor, UserState
 from engine.runs import (
     DeliveryResult,
     Dispatch,
+    MessageRef,
     RunFact,
     RunState,
     ScheduleMessage,
@@ -47,6 +48,16 @@ class Summary:
 
     def add(self, journey_id: str, what: str) -> None:
         self.counts[journey_id][what] += 1
+
+
+class SimulationObserver(Protocol):
+    """Watches what a simulation does beyond its trace (``journey simulate --stats``)."""
+
+    def fact(self, user: UserState, kind: str, fact: RunFact) -> None:
+        """A run entered, converted, exited or completed (the user holds the run)."""
+
+    def message(self, ref: MessageRef, status: str, reason: str | None, at: datetime) -> None:
+        """A message was sent, suppressed or failed."""
 
 
 class MemoryBook:
@@ -80,8 +91,10 @@ class Simulation:
         project: Project,
         emit: Callable[[TraceLine], None],
         public_url: str = DEFAULT_PUBLIC_URL,
+        observer: SimulationObserver | None = None,
     ) -> None:
         self.project = project
+        self.observer = observer
         self.emit = emit
         self.public_url = public_url
         self.book = MemoryBook()
@@ -145,6 +158,8 @@ class Simulation:
 
     def fact(self, user: UserState, kind: str, fact: RunFact) -> None:
         self.summary.add(fact.journey_id, kind)
+        if self.observer is not None:
+            self.observer.fact(user, kind, fact)
         self.emit(
             {
                 "type": kind,
@@ -163,17 +178,7 @@ class Simulation:
         self.timer_owner.pop(timer_id, None)
 
     def suppressed(self, user: UserState, command: Suppressed) -> None:
-        ref = command.message
-        self.message_line(
-            user,
-            ref.journey_id,
-            ref.step,
-            ref.channel,
-            "suppressed",
-            command.reason,
-            None,
-            command.at,
-        )
+        self.message_line(user, command.message, "suppressed", command.reason, None, command.at)
 
     def message_scheduled(self, user: UserState, command: ScheduleMessage) -> None:
         """Nothing beyond the cap slot the processor already took."""
@@ -197,13 +202,9 @@ class Simulation:
                 secret_key=SIMULATION_SECRET_KEY,
             )
         except RenderError as exc:
-            self.message_line(
-                user, ref.journey_id, ref.step, ref.channel, "failed", str(exc), None, command.at
-            )
+            self.message_line(user, ref, "failed", str(exc), None, command.at)
             return DeliveryResult(ref.message_id, "failed")
-        self.message_line(
-            user, ref.journey_id, ref.step, ref.channel, "sent", None, content, command.at
-        )
+        self.message_line(user, ref, "sent", None, content, command.at)
         return DeliveryResult(ref.message_id, "sent")
 
     def run_saved(self, user: UserState, run: RunState) -> None:
@@ -216,21 +217,22 @@ class Simulation:
     def message_line(
         self,
         user: UserState,
-        journey_id: str,
-        step: str,
-        channel: str,
+        ref: MessageRef,
         status: str,
         reason: str | None,
         content: dict[str, str] | None,
         at: datetime,
     ) -> None:
-        self.summary.add(journey_id, f"{status}:{reason}" if status == "suppressed" else status)
+        channel = ref.channel
+        self.summary.add(ref.journey_id, f"{status}:{reason}" if status == "suppressed" else status)
+        if self.observer is not None:
+            self.observer.message(ref, status, reason, at)
         self.emit(
             {
                 "type": "message",
                 "at": self.moment(at),
-                "journey": journey_id,
-                "step": step,
+                "journey": ref.journey_id,
+                "step": ref.step,
                 "user_id": user.user_id,
                 "channel": channel,
                 "to": address_of(self.channels.get(channel) or channel, user.profile),

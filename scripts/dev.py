@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -166,8 +167,37 @@ def cmd_simulate(args: list[str]) -> int:
     return run_pretty(["journey", *(args or DEFAULT_SIMULATE)])
 
 
+#: The browser the dashboard's test drives (Debian's package; nothing is downloaded by
+#: Playwright itself), and a font that draws Chinese in its screenshots.
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_PACKAGES = ["chromium", "fonts-wqy-microhei"]
+
+
+def ensure_browser() -> None:
+    """Install chromium with apt when it is missing and apt can (as root, as CI runs);
+    otherwise say so: the browser test then skips, or fails under CI=true."""
+    if CHROMIUM.exists():
+        return
+    apt = shutil.which("apt-get")
+    if apt is None:
+        print("dev.py: no /usr/bin/chromium and no apt-get; the browser test cannot run")
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    header(f"installing {' '.join(BROWSER_PACKAGES)} for the dashboard's browser test (apt)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["update", "-qq"], ["install", "-y", "-qq", "--no-install-recommends"]):
+        extra = BROWSER_PACKAGES if cmd[0] == "install" else []
+        code = subprocess.run(
+            [*sudo, apt, *cmd, *extra], env=env, stdin=subprocess.DEVNULL
+        ).returncode
+        if code != 0:
+            print(f"dev.py: apt-get {cmd[0]} failed ({code}); the browser test cannot run")
+            return
+
+
 def cmd_test(args: list[str]) -> int:
     ensure_venv()
+    ensure_browser()
     for name, cmd in TEST_STEPS:
         full = [*cmd, *args] if name == "pytest" else cmd
         header(f"{name}: {' '.join(full)}")

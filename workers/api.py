@@ -16,7 +16,6 @@ from engine.api.app import create_app
 from engine.settings import Settings
 from engine.store.database import Database
 from workers import tasks
-from workers.app import queue_names
 from workers.context import make_doorbell
 
 log = logging.getLogger("journey.api")
@@ -31,4 +30,4 @@ def create() -> FastAPI:
     def rung(partitions: Collection[int]) -> None:
         doorbell.ring("events", list(partitions))
 
-    return create_app(db, settings, on_ingest=rung, metrics_queues=queue_names())
+    return create_app(db, settings, on_ingest=rung, broker_url=settings.broker_url)

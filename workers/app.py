@@ -22,21 +22,15 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
-from engine.channels import channel_names
+from engine.queues import queue_names
 from engine.settings import Settings
 
-INPUT_QUEUES = ("events", "timers")
 #: Seconds a task may work before it hands what is left back to the broker.
 TASK_BUDGET = 20.0
 SOFT_TIME_LIMIT = 40
 HARD_TIME_LIMIT = 50
 #: Redis redelivers an unacknowledged task after this; it must exceed the hard limit.
 VISIBILITY_TIMEOUT = 120
-
-
-def queue_names() -> tuple[str, ...]:
-    """Every queue: the input queues, then one per channel known now."""
-    return (*INPUT_QUEUES, *channel_names())
 
 
 def make_app(settings: Settings | None = None) -> Celery:

@@ -52,8 +52,8 @@ def run_worker(queues: Sequence[str], concurrency: int, loglevel: str = "info") 
     """A Celery worker consuming ``queues`` (all of them when empty)."""
     multiprocess_metrics()
     serve_metrics(Settings())
+    from engine.queues import queue_names
     from workers import app
-    from workers.app import queue_names
 
     chosen = list(queues) or list(queue_names())
     unknown = sorted(set(chosen) - set(queue_names()))

@@ -19,9 +19,10 @@ from celery import Task
 from celery.signals import worker_process_shutdown
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from engine.queues import INPUT_QUEUES
 from engine.services.work import Work
 from workers import app, context
-from workers.app import INPUT_QUEUES, TASK_BUDGET
+from workers.app import TASK_BUDGET
 from workers.doorbell import Unit
 
 log = logging.getLogger("journey.worker")

@@ -1,14 +1,15 @@
 """The admin API: a user's profile, runs and messages; the deployed journeys.
 
-Every route needs ``Authorization: Bearer <JOURNEY_ADMIN_TOKEN>`` (or HTTP Basic with the
-token as password, which browsers can send); without a configured token the admin API
-refuses everyone. Times are ISO-8601 UTC with ``Z``.
+Every route needs ``Authorization: Bearer <token>`` with an admin token
+(``JOURNEY_ADMIN_TOKEN``, or one of ``JOURNEY_ADMIN_TOKENS``), HTTP Basic with the token
+as password (which browsers can send), or the dashboard's sign-in cookie; without a
+configured token the admin API refuses everyone. Times are ISO-8601 UTC with ``Z``.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine.api import sessions
 from engine.api.segment import ApiError, basic_password
 from engine.durations import iso_z
 from engine.events import unstorable_text
@@ -27,7 +29,14 @@ from engine.store.consent import consent_history, set_consent
 from engine.store.database import Database
 from engine.store.lifecycle import State, apply_journey_state
 from engine.store.privacy import export, forget
-from engine.store.schema import Deployment, JourneyVersion, Message, Profile, Run
+from engine.store.schema import (
+    Deployment,
+    JourneyState,
+    JourneyVersion,
+    Message,
+    Profile,
+    Run,
+)
 from engine.store.users import owner_of
 
 log = logging.getLogger("journey.admin")
@@ -51,25 +60,31 @@ def admin_token_of(header: str | None) -> str | None:
     return bearer_token(header) or basic_password(header)
 
 
-def admin_guard(settings: Settings, *, browser: bool = False) -> Callable[[Request], None]:
-    """A dependency refusing requests without the admin token. ``browser``: the refusal
-    asks for HTTP Basic, so a browser prompts for the token (as the password)."""
+def admin_guard(settings: Settings, *, browser: bool = False) -> Callable[[Request], str]:
+    """A dependency refusing requests without an admin token (or the dashboard's sign-in
+    cookie, ``engine.api.sessions``); it returns the token's name, which is also left in
+    ``request.state.admin``. ``browser``: the refusal asks for HTTP Basic, so a browser
+    prompts for the token (as the password)."""
     challenge = 'Basic realm="journey-admin"' if browser else 'Bearer realm="journey-admin"'
 
-    def require_admin(request: Request) -> None:
-        expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
-        given = admin_token_of(request.headers.get("authorization"))
-        if (
-            not expected
-            or given is None
-            or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
+    def require_admin(request: Request) -> str:
+        tokens = settings.named_admin_tokens()
+        name = sessions.token_name(admin_token_of(request.headers.get("authorization")), tokens)
+        # The cookie alone may read; to change anything it needs the dashboard's header.
+        safe = request.method in ("GET", "HEAD")
+        if name is None and (
+            safe or request.headers.get(sessions.CSRF_HEADER) == sessions.CSRF_VALUE
         ):
+            name = sessions.verify(request.cookies.get(sessions.COOKIE), tokens, time.time())
+        if name is None:
             raise ApiError(
                 401,
                 "unauthorized",
                 "a valid admin token is required (Authorization: Bearer <token>)",
                 headers={"WWW-Authenticate": challenge},
             )
+        request.state.admin = name
+        return name
 
     return require_admin
 
@@ -167,6 +182,12 @@ def journeys_view(session: Session) -> dict[str, Any]:
         for journey_id, number in sorted(deployment.journeys.items())
         if (version := session.get(JourneyVersion, (journey_id, number))) is not None
     ]
+    states = {
+        journey_id: state
+        for journey_id, state in session.execute(
+            select(JourneyState.journey_id, JourneyState.state)
+        )
+    }
     active: dict[str, int] = {
         journey_id: count
         for journey_id, count in session.execute(
@@ -188,6 +209,7 @@ def journeys_view(session: Session) -> dict[str, Any]:
                 "version": version.version,
                 "deployed_at": deployed_at,
                 "active_runs": active.get(version.journey_id, 0),
+                "status": states.get(version.journey_id, "running"),
             }
             for version in versions
         ],
@@ -250,12 +272,13 @@ def router(db: Database, settings: Settings) -> APIRouter:
             return user_view(session, key, limit)
 
     @api.post("/journeys/{journey_id}/{action}")
-    def change_journey(journey_id: str, action: str) -> dict[str, Any]:
+    def change_journey(journey_id: str, action: str, request: Request) -> dict[str, Any]:
         """Pause, resume or stop a journey (see engine.store.lifecycle)."""
         states: dict[str, State] = {"pause": "paused", "resume": "active", "stop": "stopped"}
         if action not in states:
             raise ApiError(404, "not_found", "the actions are pause, resume and stop")
-        result = apply_journey_state(db, journey_id, states[action], "admin")
+        actor = str(request.state.admin)
+        result = apply_journey_state(db, journey_id, states[action], actor)
         if result is None:
             raise ApiError(404, "not_found", f"no deployed journey {journey_id!r}")
         changed, ended = result

@@ -15,7 +15,7 @@ documents (``/docs``, ``/redoc``, ``/openapi.json``) are behind the admin token.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from typing import Any
 
 import anyio
@@ -27,9 +27,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.api import admin, segment, unsubscribe, webhooks
+from engine.api import admin, analytics, dashboard, ops, segment, unsubscribe, webhooks
 from engine.api.segment import ApiError
-from engine.metrics import DatabaseCollector, exposition, redis_queue_depths
+from engine.metrics import DatabaseCollector, exposition
 from engine.settings import Settings
 from engine.store.database import Database
 from engine.store.ingest import Ingestor
@@ -80,10 +80,11 @@ def create_app(
     db: Database,
     settings: Settings,
     on_ingest: Callable[[Collection[int]], None] | None = None,
-    metrics_queues: Sequence[str] | None = None,
+    *,
+    broker_url: str | None = None,
 ) -> FastAPI:
-    """The application; ``metrics_queues`` names the Celery queues whose depth ``/metrics``
-    reports (distributed mode)."""
+    """``broker_url``: the Celery broker whose queue depths ``GET /api/ops`` reports
+    (None: no broker, as in the embedded engine)."""
     # The documents are served below, behind the admin token.
     app = FastAPI(
         title="journey engine", version="1", docs_url=None, redoc_url=None, openapi_url=None
@@ -147,10 +148,7 @@ def create_app(
     def healthz() -> dict[str, bool]:
         return {"ok": True}
 
-    queues = None
-    if settings.broker_url.startswith(("redis://", "rediss://")) and metrics_queues is not None:
-        queues = redis_queue_depths(settings.broker_url, metrics_queues)
-    collector = DatabaseCollector(db, queues)
+    collector = DatabaseCollector(db, broker_url)
 
     @app.get("/metrics", tags=["health"], dependencies=[Depends(admin.admin_guard(settings))])
     def metrics() -> Response:
@@ -158,7 +156,11 @@ def create_app(
         return Response(exposition(collector), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(segment.router(ingestor, settings))
+    # Before the admin routes: /api/users/{id}/timeline must not be read as a user id.
+    app.include_router(analytics.router(db, settings))
+    app.include_router(ops.router(db, settings, broker_url))
     app.include_router(admin.router(db, settings))
+    dashboard.mount(app, settings)
     app.include_router(unsubscribe.router(db, settings))
     app.include_router(webhooks.router(db, settings))
     _documents(app, settings)

@@ -3,7 +3,6 @@ is not needed to validate or simulate)."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import os
@@ -20,8 +19,10 @@ from engine.channels.config import build_channels
 from engine.errors import CompileError, ConfigurationError
 from engine.live.embedded import Workers
 from engine.live.engine import LiveEngine
+from engine.progress import progress_bar
 from engine.project import SourceTree
 from engine.settings import Settings
+from engine.store.audit import os_actor
 from engine.store.database import DEFAULT_SQLITE_PATH, Database, make_private_directory
 from engine.store.deployments import deploy
 from engine.store.lifecycle import State, apply_journey_state
@@ -37,7 +38,8 @@ def _deploy(db: Database, journeys_dir: Path, templates: Path | None) -> bool:
         print(f"{journeys_dir}: not a directory", file=sys.stderr)
         return False
     try:
-        result = deploy(db, SourceTree.from_directory(journeys_dir, templates))
+        with progress_bar(f"deploying {journeys_dir}"):
+            result = deploy(db, SourceTree.from_directory(journeys_dir, templates))
     except CompileError as exc:
         exc.report(sys.stderr)
         return False
@@ -68,7 +70,7 @@ def change_journey(journey_id: str, state: State) -> int:
     """``journey pause|resume|stop``: change a deployed journey's state."""
     db = Database(Settings().database_url)
     try:
-        result = apply_journey_state(db, journey_id, state, getpass.getuser())
+        result = apply_journey_state(db, journey_id, state, os_actor())
     finally:
         db.dispose()
     if result is None:
@@ -145,7 +147,7 @@ def remember_credentials(settings: Settings) -> dict[str, str]:
     if not settings.write_keys:
         settings.write_keys = [remembered["write_key"]]
         made_up["JOURNEY_WRITE_KEYS"] = remembered["write_key"]
-    if settings.admin_token is None:
+    if settings.admin_token is None and not settings.admin_tokens:
         settings.admin_token = SecretStr(remembered["admin_token"])
         made_up["JOURNEY_ADMIN_TOKEN"] = remembered["admin_token"]
     if settings.secret_key is None:  # signs unsubscribe links; never printed
@@ -205,8 +207,8 @@ def run_embedded(
     app = create_app(db, settings, on_ingest=workers.wake)
     url = f"http://{host}:{port}"
     write_key = settings.write_keys[0]
-    assert settings.admin_token is not None  # remember_credentials made one up if unset
-    admin = settings.admin_token.get_secret_value()
+    # remember_credentials made one up if none is configured
+    admin_name, admin = next(iter(settings.named_admin_tokens().items()))
     note = {
         what: f"   (made up, kept in {CREDENTIALS_FILE}; {env} sets your own)"
         if what in made_up
@@ -216,6 +218,7 @@ def run_embedded(
             ("admin token", "JOURNEY_ADMIN_TOKEN"),
         )
     }
+    admin_note = note["admin token"] + (f"   (named {admin_name})" if admin_name != "admin" else "")
     where = db.url.split("@")[-1]
     channel_lines = "\n".join(f"  {line}" for line in channels.describe())
     secret_note = (
@@ -227,7 +230,8 @@ def run_embedded(
         f"""
 journey engine running at {url}   (database: {where})
   write key    {write_key}{note["write key"]}
-  admin token  {admin}{note["admin token"]}
+  admin token  {admin}{admin_note}
+  dashboard    {url}/dashboard   (sign in with an admin token)
   secret key   (signs unsubscribe links; {secret_note})
 
 Send an event:

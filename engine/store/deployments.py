@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from engine.errors import EngineError
 from engine.graph import CompiledJourney
 from engine.project import Project, SourceTree, compile_sources
+from engine.store.audit import os_actor, record_audit
 from engine.store.database import Database
 from engine.store.schema import Deployment, JourneyState, JourneyVersion
 
@@ -37,10 +38,13 @@ class DeployResult:
     unchanged: bool
 
 
-def deploy(db: Database, tree: SourceTree, now: datetime | None = None) -> DeployResult:
-    """Compile ``tree`` and store it as the current deployment (CompileError if it fails).
+def deploy(
+    db: Database, tree: SourceTree, now: datetime | None = None, *, actor: str | None = None
+) -> DeployResult:
+    """Compile ``tree`` and store it as the current deployment (CompileError if it fails),
+    recorded in the audit log as done by ``actor`` (default: the operating-system user).
 
-    Deploying the same files again changes nothing.
+    Deploying the same files again changes nothing, and records nothing.
     """
     project = compile_sources(tree)
     now = now or datetime.now(UTC)
@@ -70,6 +74,14 @@ def deploy(db: Database, tree: SourceTree, now: datetime | None = None) -> Deplo
                         created_at=now,
                     )
                 )
+        record_audit(
+            session,
+            "deploy",
+            f"deployment:{deployment.id}",
+            actor or os_actor(),
+            {"version": project.version, "journeys": dict(journeys)},
+            at=now,
+        )
     log.info("deployed version %s as deployment %s", project.version, deployment.id)
     return DeployResult(deployment.id, project.version, journeys, unchanged=False)
 

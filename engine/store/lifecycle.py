@@ -20,6 +20,7 @@ from typing import Literal
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from engine.store.audit import record_audit
 from engine.store.database import Database
 from engine.store.schema import JourneyState, JourneyVersion, Message, Run, Timer
 from engine.store.users import SqlUserBook
@@ -109,5 +110,8 @@ def apply_journey_state(
         if session.scalar(deployed.limit(1)) is None:
             return None
         changed = set_state(session, journey_id, state, actor, now)
+        if changed:
+            action = {"active": "resume", "paused": "pause", "stopped": "stop"}[state]
+            record_audit(session, action, journey_id, actor, at=now)
     ended = stop_runs(db, journey_id, now) if state == STOPPED else 0
     return changed, ended

@@ -322,3 +322,16 @@ class JourneyState(Base):
     state: Mapped[str] = mapped_column(String(16))  # paused | stopped
     changed_at: Mapped[datetime]
     actor: Mapped[str] = mapped_column(String(128))
+
+
+class AuditEntry(Base):
+    """One operator action (a deploy, a replay, a discard...): who, what, on what, when
+    (``engine.store.audit``)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(SeqId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(128))  # an admin token's name, or an OS user
+    action: Mapped[str] = mapped_column(String(32))  # deploy|replay|discard|pause|...
+    target: Mapped[str] = mapped_column(String(ID))  # a deployment, a dead letter, a journey
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))

@@ -276,6 +276,7 @@ def test_journeys_of_the_latest_deployment(client: TestClient, db: Database) -> 
                 "version": "w2",
                 "deployed_at": "2026-03-03T10:15:00Z",
                 "active_runs": 2,
+                "status": "running",
             },
             {
                 "id": "winback",
@@ -283,6 +284,7 @@ def test_journeys_of_the_latest_deployment(client: TestClient, db: Database) -> 
                 "version": "b1",
                 "deployed_at": "2026-03-03T10:15:00Z",
                 "active_runs": 0,
+                "status": "running",
             },
         ],
     }

@@ -318,11 +318,14 @@ def stats_command(
         str | None, typer.Option(help="a version, or 'all' (default: the one deployed now)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    recount: Annotated[
+        bool, typer.Option(help="count afresh from runs and messages, not the counters")
+    ] = False,
 ) -> int:
     """Funnel, conversions, attribution and A/B arms of the live journeys."""
     from engine.live.admin_commands import stats
 
-    return stats(journey, version, as_json)
+    return stats(journey, version, as_json, recount)
 
 
 dlq = typer.Typer(help="Dead letters: work that failed for good.", no_args_is_help=True)

@@ -28,7 +28,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,6 +65,35 @@ PROVIDER_SECONDS = Histogram(
 def message_outcome(channel: str, status: str, reason: str | None) -> None:
     """Count one message outcome (``reason`` only for suppressions: a bounded label)."""
     MESSAGES.labels(channel, status, reason if status == "suppressed" and reason else "").inc()
+
+
+#: Statuses that are an outcome of a message (a retry left ``pending`` is not one yet).
+OUTCOMES = frozenset({"sent", "failed", "suppressed", "delivered", "bounced"})
+
+
+def count_outcomes(outcomes: Iterable[tuple[str, str, str | None]]) -> None:
+    """Count the outcomes among (channel, status, reason) triples."""
+    for channel, status, reason in outcomes:
+        if status in OUTCOMES:
+            message_outcome(channel, status, reason)
+
+
+def count_inputs(events: int, timers: int, dead: int) -> None:
+    """Count a round's inputs: events and timers applied, inputs set aside as dead letters."""
+    for kind, n in (("event", events), ("timer", timers), ("dead_letter", dead)):
+        if n:
+            INPUTS.labels(kind).inc(n)
+
+
+@contextmanager
+def provider_timer(channel: str, sender: object) -> Iterator[None]:
+    """Time one provider call, labelled by channel and the sender's ``provider`` name."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        provider = str(getattr(sender, "provider", type(sender).__name__))
+        PROVIDER_SECONDS.labels(channel, provider).observe(time.perf_counter() - started)
 
 
 class DatabaseCollector(Collector):

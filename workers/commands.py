@@ -83,6 +83,7 @@ def run_scheduler() -> int:
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     from engine.store.database import Database
+    from engine.store.stat_counters import FOLD_EVERY
     from workers import tasks
     from workers.context import make_doorbell
     from workers.scheduler import Sweeper
@@ -98,6 +99,7 @@ def run_scheduler() -> int:
     scheduler.add_job(sweeper.due_timers, "interval", seconds=0.2, **every)
     scheduler.add_job(sweeper.sweep, "interval", seconds=2, **every)
     scheduler.add_job(sweeper.deployments, "interval", seconds=5, **every)
+    scheduler.add_job(sweeper.fold_counters, "interval", seconds=FOLD_EVERY, **every)
     scheduler.add_job(sweeper.purge, "interval", hours=1, next_run_time=datetime.now(UTC), **every)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

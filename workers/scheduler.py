@@ -1,6 +1,6 @@
 """``journey scheduler``: the periodic jobs that ring doorbells for work nobody rang for.
 
-APScheduler runs three jobs, each a read of the database and a few doorbells:
+APScheduler runs these jobs, each a few queries and a few doorbells:
 
 - **timers** (every 0.2 s): partitions with timers due now ring the ``timers`` queue, so a
   timer fires within a fraction of a second of its due time. Delays are timer rows; no
@@ -11,6 +11,8 @@ APScheduler runs three jobs, each a read of the database and a few doorbells:
   within one sweep (plus the doorbell's lease, when its flag survived).
 - **deployments** (every 5 s): a new deployment is compiled and announced; workers pick it
   up on their next round.
+- **counters** (every 5 s): folds the journey counters' deltas
+  (``engine.store.stat_counters``), so reports stay cheap.
 - **retention** (every hour, with ``JOURNEY_EVENT_RETENTION``): purges what is older than
   the retention period (``engine.store.retention``), in small batches.
 
@@ -38,6 +40,7 @@ from engine.store.schema import (
     StoredEvent,
     Timer,
 )
+from engine.store.stat_counters import fold
 from workers.doorbell import Doorbell
 
 log = logging.getLogger("journey.scheduler")
@@ -65,6 +68,10 @@ class Sweeper:
             return None
         return purge(self.db, self.clock(), self.retention)
 
+    def fold_counters(self) -> int:
+        """Fold the journey counters' deltas; how many were folded."""
+        return fold(self.db)
+
     def due_timers(self) -> list[int]:
         """Ring the partitions whose timers are due."""
         now = self.clock()
@@ -88,9 +95,7 @@ class Sweeper:
             held = select(JourneyState.journey_id).where(JourneyState.state == "paused")
             channels = list(
                 session.scalars(
-                    select(Message.channel)
-                    .where(due, Message.journey_id.not_in(held))
-                    .distinct()
+                    select(Message.channel).where(due, Message.journey_id.not_in(held)).distinct()
                 )
             )
         rung = self.doorbell.ring("events", partitions)

@@ -4,6 +4,10 @@ A journey is drawn and reported in the version deployed now, or in any version i
 (``version``), or over every version together (``ALL``: the current version's steps,
 then the steps only older versions had). Journeys no longer deployed are still found by
 their newest version.
+
+Counts come from the counters the database maintains (``engine.analytics.counters``);
+``recount=True`` counts them again from the runs and messages themselves (a full scan:
+to check the counters, or on a database restored without them).
 """
 
 from __future__ import annotations
@@ -13,15 +17,22 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.analytics.counters import CounterStats
 from engine.analytics.database import DatabaseStats
 from engine.analytics.report import JourneyReport, build_report
 from engine.analytics.shape import JourneyShape, journey_shape
+from engine.analytics.source import StatsSource
 from engine.errors import EngineError
 from engine.graph import CompiledJourney
 from engine.store.deployments import DeployedCatalog
 from engine.store.schema import JourneyVersion
 
 ALL = "all"
+
+
+def stats_source(session: Session, recount: bool = False) -> StatsSource:
+    """The counters, or (``recount``) a count made afresh from the tables."""
+    return DatabaseStats(session) if recount else CounterStats(session)
 
 
 class UnknownJourney(LookupError):
@@ -70,22 +81,24 @@ def journey_report(
     journey_id: str,
     now: datetime,
     version: str | None = None,
+    recount: bool = False,
 ) -> JourneyReport:
     """The report of one journey: its current version, ``version``, or ``ALL``."""
     journey = compiled(session, catalog, journey_id, version)
     scope_version = None if version == ALL else journey.version
-    return build_report(journey_shape(journey), DatabaseStats(session), now, version=scope_version)
+    source = stats_source(session, recount)
+    return build_report(journey_shape(journey), source, now, version=scope_version)
 
 
 def deployed_reports(
-    session: Session, catalog: DeployedCatalog, now: datetime
+    session: Session, catalog: DeployedCatalog, now: datetime, recount: bool = False
 ) -> list[JourneyReport]:
     """The report of every journey deployed now, in its current version, by id."""
     try:
         catalog.refresh(session)
     except EngineError:
         return []
-    source = DatabaseStats(session)
+    source = stats_source(session, recount)
     return [
         build_report(journey_shape(journey), source, now, version=journey.version)
         for _, journey in sorted(catalog.current.journeys.items())

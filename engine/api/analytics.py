@@ -1,7 +1,7 @@
 """Admin API for marketers: journey reports, journey graphs and a user's timeline.
 
 - ``GET /api/stats``: one line per deployed journey (entered, active, sent, converted...).
-- ``GET /api/journeys/{id}/stats?version=``: the full report (``engine.analytics``): the
+- ``GET /api/journeys/{id}/stats?version=&recount=``: the full report (``engine.analytics``): the
   funnel by step, conversions, attribution, split arms. ``version`` is a version, or
   ``all``; by default the version deployed now.
 - ``GET /api/journeys/{id}/graph?version=``: the steps and edges, for drawing.
@@ -131,11 +131,15 @@ def router(db: Database, settings: Settings) -> APIRouter:
         return {"at": iso_z(now), "journeys": [report.summary() for report in reports]}
 
     @api.get("/journeys/{journey_id}/stats")
-    def get_stats(journey_id: str, version: VersionQuery = None) -> dict[str, Any]:
-        """The journey's funnel, conversions, attribution and split arms."""
+    def get_stats(
+        journey_id: str, version: VersionQuery = None, recount: bool = False
+    ) -> dict[str, Any]:
+        """The journey's funnel, conversions, attribution and split arms (``recount``:
+        counted afresh from the runs and messages, not from the maintained counters)."""
+        now = datetime.now(UTC)
         with db.transaction() as session:
             try:
-                report = journey_report(session, catalog, journey_id, datetime.now(UTC), version)
+                report = journey_report(session, catalog, journey_id, now, version, recount)
             except UnknownJourney as exc:
                 raise ApiError(404, "not_found", str(exc)) from None
         return report.as_json()

@@ -38,8 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from engine.api.segment import ApiError
+from engine.metrics import count_outcomes
 from engine.settings import Settings
-from engine.store.database import Database
+from engine.store.database import Database, after_commit
 from engine.store.optout import is_opt_out, opt_out
 from engine.store.receipts import Outcome, Report, record_reports
 
@@ -137,7 +138,10 @@ def router(db: Database, settings: Settings) -> APIRouter:
 
     def apply(reports: list[Report]) -> int:
         with db.transaction() as session:
-            return record_reports(session, reports, now())
+            outcomes: list[tuple[str, str, str | None]] = []
+            changed = record_reports(session, reports, now(), outcomes)
+            after_commit(session, lambda: count_outcomes(outcomes))
+            return changed
 
     def replies(phones: list[str]) -> int:
         with db.transaction() as session:

@@ -44,7 +44,7 @@ def _json(document: object) -> None:
     sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def stats(journey_id: str | None, version: str | None, as_json: bool) -> int:
+def stats(journey_id: str | None, version: str | None, as_json: bool, recount: bool = False) -> int:
     """Every deployed journey's summary and report, or one journey's report."""
     db = _database()
     now = datetime.now(UTC)
@@ -52,9 +52,9 @@ def stats(journey_id: str | None, version: str | None, as_json: bool) -> int:
         with db.transaction() as session:
             catalog = DeployedCatalog(db)
             if journey_id is None:
-                reports = deployed_reports(session, catalog, now)
+                reports = deployed_reports(session, catalog, now, recount)
             else:
-                reports = [journey_report(session, catalog, journey_id, now, version)]
+                reports = [journey_report(session, catalog, journey_id, now, version, recount)]
     except UnknownJourney as exc:
         print(f"journey stats: {exc}", file=sys.stderr)
         return 1

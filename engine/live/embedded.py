@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from engine.live.engine import LiveEngine
 from engine.services.work import is_passing
 from engine.store.retention import purge
+from engine.store.stat_counters import FOLD_EVERY, fold
 
 log = logging.getLogger("journey.run")
 MAX_SLEEP = 1.0
@@ -64,9 +65,22 @@ class Workers:
                 daemon=True,
             ),
         ]
+        self.threads.append(
+            threading.Thread(
+                target=self._every,
+                args=(FOLD_EVERY, self._fold, "folding journey counters"),
+                name="journey-counters",
+                daemon=True,
+            )
+        )
         if self.retention is not None:
             self.threads.append(
-                threading.Thread(target=self._purge_hourly, name="journey-retention", daemon=True)
+                threading.Thread(
+                    target=self._every,
+                    args=(PURGE_EVERY, self._purge, "retention purge"),
+                    name="journey-retention",
+                    daemon=True,
+                )
             )
         for thread in self.threads:
             thread.start()
@@ -78,15 +92,22 @@ class Workers:
         for thread in self.threads:
             thread.join(timeout)
 
-    def _purge_hourly(self) -> None:
-        assert self.retention is not None
+    def _every(self, period: float, job: Callable[[], object], what: str) -> None:
+        """Run ``job`` every ``period`` seconds until stopped."""
         while not self.stop_event.is_set():
             try:
-                purge(self.engine.db, self.engine.clock(), self.retention)
-            # A failed purge is tried again next hour; the data it would purge waits.
+                job()
+            # A failed job is tried again next period; the work it would do waits.
             except Exception:
-                log.exception("retention purge failed; trying again in an hour")
-            self.stop_event.wait(PURGE_EVERY)
+                log.exception("%s failed; trying again in %.0f s", what, period)
+            self.stop_event.wait(period)
+
+    def _purge(self) -> None:
+        assert self.retention is not None
+        purge(self.engine.db, self.engine.clock(), self.retention)
+
+    def _fold(self) -> None:
+        fold(self.engine.db)
 
     def _input_round(self) -> tuple[bool, datetime | None]:
         work = self.engine.apply()

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from engine.events import Event, parse_message
 from engine.identity import anonymous_key, user_key
+from engine.metrics import count_inputs
 from engine.services.poison import Attempts, WorkerDied
 from engine.services.session import open_processor
 from engine.services.work import Clock, Work, dead_letter, is_passing
@@ -133,6 +134,11 @@ class InputService:
 
     def handle(self, partitions: Sequence[int] | None = None) -> Work:
         """One round: claim (any partitions with work, or those named), apply, release."""
+        work = self._round(partitions)
+        count_inputs(work.events, work.timers, work.dead)
+        return work
+
+    def _round(self, partitions: Sequence[int] | None) -> Work:
         now = self.clock()
         batch = Batch()
         risky: list[int] = []

@@ -46,13 +46,14 @@ from engine.errors import (
     TransientDeliveryError,
 )
 from engine.messages import DEFAULT_PUBLIC_URL, address_of, render_message, unsubscribe_url
+from engine.metrics import count_outcomes, provider_timer
 from engine.processor import Processor
 from engine.runs import DeliveryResult, MessageRef
 from engine.services.lease import LeaseKeeper
 from engine.services.session import open_processor
 from engine.services.work import Clock, Work, dead_letter, is_passing
 from engine.store.address_blocks import UNDELIVERABLE, blocked
-from engine.store.database import Database
+from engine.store.database import Database, after_commit
 from engine.store.deployments import DeployedCatalog
 from engine.store.schema import JourneyState, Message, Profile, Run
 from engine.store.users import SqlUserBook, owners_of, run_from_row
@@ -86,8 +87,10 @@ class Delivery:
         self.started = time.monotonic()
         receipt: Receipt | None = None
         error: Exception | None = None
+        sender = senders.for_channel(self.outbound.channel)
         try:
-            receipt = senders.for_channel(self.outbound.channel).send(self.outbound)
+            with provider_timer(self.outbound.channel, sender):
+                receipt = sender.send(self.outbound)
         except (TransientDeliveryError, PermanentDeliveryError) as exc:
             error = exc
         # A sender that breaks its contract (any other exception) gets the bounded
@@ -277,10 +280,13 @@ class OutboxService:
             )
             if not self.db.is_sqlite:
                 mine = mine.with_for_update()
+            outcomes = []
             for row in session.scalars(mine):
                 self._record(processor, book, row, claim.deliveries[row.message_id], now)
+                outcomes.append((row.channel, row.status, row.reason))
             book.flush()
             claim.work.channels |= effects.due_channels  # fallbacks queued on other channels
+            after_commit(session, lambda: count_outcomes(outcomes))
 
         claim.work.dead += self._isolated(ids, record, claim)
 
@@ -484,6 +490,7 @@ class OutboxService:
             return
         message.status = "failed"
         message.reason = reason or "engine error; see dead_letters"
+        after_commit(session, lambda: count_outcomes([(message.channel, "failed", None)]))
         message.claimed_by, message.claimed_until = None, None
         try:
             with session.begin_nested():

@@ -6,7 +6,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from engine.metrics import count_outcomes
 from engine.processor import Processor
+from engine.store.database import after_commit
 from engine.store.deployments import DeployedCatalog
 from engine.store.users import SqlEffects, SqlUserBook, cap_horizon
 
@@ -21,4 +23,5 @@ def open_processor(
     session.autoflush = False
     book = SqlUserBook(session, now, horizon)
     effects = SqlEffects(session, catalog, now, book)
+    after_commit(session, lambda: count_outcomes(effects.outcomes))
     return Processor(catalog, book, effects), book, effects

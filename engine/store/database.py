@@ -18,8 +18,9 @@ the engine creates is 0600 (SQLite gives its ``-wal`` and ``-shm`` files the sam
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,27 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_AFTER_COMMIT = "journey.after_commit"
+
+
+def after_commit(session: Session, callback: Callable[[], object]) -> None:
+    """Call ``callback`` once ``session``'s transaction commits (never if it rolls back):
+    for what must not count work that did not happen, like metrics."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, ()):
+        try:
+            callback()
+        # The transaction is committed: nothing a callback does may undo or fail it.
+        except Exception:
+            logging.getLogger("journey.store").exception("an after-commit callback failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)

@@ -65,8 +65,14 @@ def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def record_reports(session: Session, reports: Iterable[Report], now: datetime) -> int:
-    """Apply ``reports``; how many messages they changed."""
+def record_reports(
+    session: Session,
+    reports: Iterable[Report],
+    now: datetime,
+    outcomes: list[tuple[str, str, str | None]] | None = None,
+) -> int:
+    """Apply ``reports``; how many messages they changed. Each change is added to
+    ``outcomes`` as (channel, status, reason)."""
     changed = 0
     for report in reports:
         message = _find(session, report)
@@ -86,6 +92,8 @@ def record_reports(session: Session, reports: Iterable[Report], now: datetime) -
             if address is not None:
                 why = "complaint" if report.outcome == "complaint" else f"{status}: {report.detail}"
                 block(session, message.channel, address, why, message.message_id, now)
+        if outcomes is not None:
+            outcomes.append((message.channel, status, message.reason))
         changed += 1
     return changed
 

@@ -15,10 +15,12 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Dialect,
+    Double,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -176,7 +178,17 @@ class Run(Base):
     state: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime]
 
-    __table_args__ = (Index("ix_runs_user_key_entered_at", "user_key", "entered_at"),)
+    __table_args__ = (
+        Index("ix_runs_user_key_entered_at", "user_key", "entered_at"),
+        # Conversion windows still open (the only count a report makes from runs).
+        Index(
+            "ix_runs_journey_id_goal_until",
+            "journey_id",
+            "goal_until",
+            postgresql_where=text("goal_until IS NOT NULL"),
+            sqlite_where=text("goal_until IS NOT NULL"),
+        ),
+    )
 
 
 class Entry(Base):
@@ -240,6 +252,7 @@ class Message(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(64))  # the dispatcher's claim token
     segments: Mapped[int | None]  # billable parts of a sent SMS, as the provider counts them
     reported_at: Mapped[datetime | None]  # when the provider last reported on it
+    version: Mapped[str | None] = mapped_column(String(64))  # of the journey, as its run
 
     __table_args__ = (
         Index("ix_messages_user_key_send_at", "user_key", "send_at"),
@@ -335,3 +348,36 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(32))  # deploy|replay|discard|pause|...
     target: Mapped[str] = mapped_column(String(ID))  # a deployment, a dead letter, a journey
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+
+
+class _StatKey:
+    """What a journey counter counts: a metric, of a journey version, for a step, a
+    channel, a status and a reason ('' where one does not apply)."""
+
+    journey_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(128))
+    channel: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    n: Mapped[float] = mapped_column(Double)
+
+
+class StatDelta(_StatKey, Base):
+    """A change to a counter, written by the database's triggers on runs and messages
+    (migration 0010) and folded into ``stat_counters`` (``engine.store.stat_counters``)."""
+
+    __tablename__ = "stat_deltas"
+    id: Mapped[int] = mapped_column(SeqId, primary_key=True, autoincrement=True)
+
+
+class StatCounter(_StatKey, Base):
+    """A journey counter: the sum of the deltas folded so far."""
+
+    __tablename__ = "stat_counters"
+    __table_args__ = (
+        PrimaryKeyConstraint(
+            "journey_id", "version", "metric", "step", "channel", "status", "reason"
+        ),
+    )

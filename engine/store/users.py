@@ -362,6 +362,8 @@ class SqlEffects:
         self.new_timers: dict[str, Timer] = {}
         self.cancelled: set[str] = set()  # timer ids cancelled in this transaction
         self.due_channels: set[str] = set()  # channels of messages queued to send now
+        #: (channel, status, reason) of each message outcome decided here (suppressions).
+        self.outcomes: list[tuple[str, str, str | None]] = []
         #: Called with (user key, timer) for every timer set: a batch that must not run
         #: past a timer it has just set learns of it here.
         self.timer_watchers: list[Callable[[str, Timer], None]] = []
@@ -396,6 +398,7 @@ class SqlEffects:
 
     def suppressed(self, user: UserState, command: Suppressed) -> None:
         self._message(user, command.message, "suppressed", command.at, reason=command.reason)
+        self.outcomes.append((command.message.channel, "suppressed", command.reason))
 
     def message_scheduled(self, user: UserState, command: ScheduleMessage) -> None:
         self._message(user, command.message, "scheduled", command.at)
@@ -462,11 +465,14 @@ class SqlEffects:
     ) -> None:
         row = self._message_row(ref.message_id)
         if row is None:
+            run = user.runs.get(ref.run_id)
             row = Message(
                 message_id=ref.message_id,
                 run_id=ref.run_id,
                 user_key=user.key,
                 journey_id=ref.journey_id,
+                # Counted by version (``stat_counters``): its run may be written after it.
+                version=run.version if run is not None else None,
                 step=ref.step,
                 channel=ref.channel,
                 attempt=ref.attempt,

@@ -69,6 +69,8 @@ def test_reports_graphs_and_timelines(named: TestClient, db: Database) -> None:
     assert report["attribution"]["channels"] == [
         {"channel": "email", "first_touch": 1, "last_touch": 1, "linear": 1.0}
     ]
+    recounted = named.get("/api/journeys/welcome_series/stats?recount=true", headers=ALICE)
+    assert {**recounted.json(), "at": None} == {**report, "at": None}
     every = named.get("/api/journeys/welcome_series/stats?version=all", headers=ALICE).json()
     assert every["version"] is None and every["entered"] == 2
     graph = named.get("/api/journeys/post_purchase_cross_sell/graph", headers=ALICE).json()

@@ -154,6 +154,31 @@ def check_exactly_once(cluster: Cluster, load: Load, goes: Counter[str]) -> None
         expected[(f"user:{user}", "hello", "email", "sent")] += 1
         expected[(f"user:{user}", "again", "sms", "sent")] += 1
     assert messages == expected
+    # The journey counters (written by triggers in every process's transactions, folded by
+    # every process meanwhile, some killed mid-fold) say the same, exactly.
+    n = len(goes)
+    assert journey_counters(cluster) == {
+        ("count", "entered", "", "", ""): sum(goes.values()),
+        ("count", "status", "", "", "completed"): sum(goes.values()),
+        ("count", "reached", "done", "", ""): sum(goes.values()),
+        ("count", "visits", "done", "", ""): sum(goes.values()),
+        ("flow", "entered", "", "", ""): n,
+        ("flow", "status", "", "", "completed"): n,
+        **{("flow", "reached", step, "", ""): n for step in ("hello", "pause", "again")},
+        **{("flow", "visits", step, "", ""): n for step in ("hello", "pause", "again")},
+        ("flow", "message", "hello", "email", "sent"): n,
+        ("flow", "message", "again", "sms", "sent"): n,
+    }
+
+
+def journey_counters(cluster: Cluster) -> dict[tuple[str, ...], int]:
+    """The counters and their deltas not folded yet, summed; zeros left out."""
+    key = "journey_id, metric, step, channel, status"
+    rows = cluster.rows(
+        f"SELECT {key}, SUM(n) FROM (SELECT {key}, n FROM stat_counters UNION ALL "
+        f"SELECT {key}, n FROM stat_deltas) counted GROUP BY {key}"
+    )
+    return {tuple(map(str, row[:-1])): round(float(str(row[-1]))) for row in rows if row[-1]}
 
 
 def settle(cluster: Cluster, load: Load, goes: Counter[str], within: float) -> float:

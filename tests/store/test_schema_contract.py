@@ -55,7 +55,7 @@ def test_migrations_apply_from_empty_and_a_second_upgrade_is_a_no_op(database_ur
 
         upgrade(engine)
         assert table_names(engine) == set(Base.metadata.tables) | {"alembic_version"}
-        assert current_revision(engine) == head_revision() == "0009"
+        assert current_revision(engine) == head_revision() == "0010"
 
         with engine.begin() as connection:
             connection.execute(
@@ -72,7 +72,7 @@ def test_migrations_apply_from_empty_and_a_second_upgrade_is_a_no_op(database_ur
 
         writes = {"CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE"}
         assert not writes & set(statements), statements
-        assert current_revision(engine) == "0009"
+        assert current_revision(engine) == "0010"
         with engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
             assert connection.execute(text("SELECT count(*) FROM profiles")).scalar() == 1

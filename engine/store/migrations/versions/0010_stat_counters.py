@@ -37,12 +37,9 @@ INTO = f"INSERT INTO stat_deltas ({COLUMNS})"
 RUN_ENTERED = f"""{INTO} VALUES
     (NEW.journey_id, NEW.version, 'entered', '', '', '', '', 1),
     (NEW.journey_id, NEW.version, 'status', '', '', NEW.status, '', 1)"""
-RUN_STATUS = f"""{INTO}
-    SELECT OLD.journey_id, OLD.version, 'status', '', '', OLD.status, '', -1
-    WHERE OLD.status <> NEW.status
-    UNION ALL
-    SELECT NEW.journey_id, NEW.version, 'status', '', '', NEW.status, '', 1
-    WHERE OLD.status <> NEW.status"""
+RUN_STATUS = f"""{INTO} VALUES
+    (OLD.journey_id, OLD.version, 'status', '', '', OLD.status, '', -1),
+    (NEW.journey_id, NEW.version, 'status', '', '', NEW.status, '', 1)"""
 
 #: Steps: visits added, steps first reached, and (for a converted run) steps counted
 #: as converted: all it reached when it converts now, else those it reaches now.
@@ -61,26 +58,27 @@ RUN_STEPS = [
 ]
 
 #: A conversion, credited to the channels of the messages the run was sent before it.
-_TOUCH = (
-    "{m}.run_id = NEW.run_id AND {m}.status IN ('sent', 'delivered', 'bounced') "
-    "AND {m}.send_at <= NEW.converted_at"
+#: The run's messages are found by run id alone, then filtered: the LIMIT keeps a planner
+#: from combining other indexes (on status) it has no statistics to judge yet.
+_RUN_MESSAGES = (
+    "(SELECT channel, status, send_at, created_at, message_id FROM messages "
+    "WHERE run_id = NEW.run_id LIMIT 1000000)"
 )
-_NOW = "NEW.converted_at IS NOT NULL AND {old_converted} IS NULL"
+_TOUCH = "{m}.status IN ('sent', 'delivered', 'bounced') AND {m}.send_at <= NEW.converted_at"
 _ORDER = "m.send_at {d}, m.created_at {d}, m.message_id {d}"
 RUN_CONVERTED = [
-    f"{INTO} SELECT NEW.journey_id, NEW.version, 'converted', '', '', '', '', 1 WHERE {_NOW}",
+    f"{INTO} VALUES (NEW.journey_id, NEW.version, 'converted', '', '', '', '', 1)",
     f"""{INTO} SELECT NEW.journey_id, NEW.version, 'unattributed', '', '', '', '', 1
-    WHERE {_NOW} AND NOT EXISTS (SELECT 1 FROM messages m WHERE {_TOUCH.format(m="m")})""",
+    WHERE NOT EXISTS (SELECT 1 FROM {_RUN_MESSAGES} m WHERE {_TOUCH.format(m="m")})""",
     *(
         f"""{INTO} SELECT NEW.journey_id, NEW.version, '{metric}', '', t.channel, '', '', 1
-        FROM (SELECT m.channel FROM messages m WHERE {_TOUCH.format(m="m")}
-              ORDER BY {_ORDER.format(d=direction)} LIMIT 1) t
-        WHERE {_NOW}"""
+        FROM (SELECT m.channel FROM {_RUN_MESSAGES} m WHERE {_TOUCH.format(m="m")}
+              ORDER BY {_ORDER.format(d=direction)} LIMIT 1) t"""
         for metric, direction in (("first", "ASC"), ("last", "DESC"))
     ),
     f"""{INTO} SELECT NEW.journey_id, NEW.version, 'linear', '', m.channel, '', '',
-        1.0 * COUNT(*) / (SELECT COUNT(*) FROM messages t WHERE {_TOUCH.format(m="t")})
-    FROM messages m WHERE {_TOUCH.format(m="m")} AND {_NOW} GROUP BY m.channel""",
+        1.0 * COUNT(*) / (SELECT COUNT(*) FROM {_RUN_MESSAGES} t WHERE {_TOUCH.format(m="t")})
+    FROM {_RUN_MESSAGES} m WHERE {_TOUCH.format(m="m")} GROUP BY m.channel""",
 ]
 
 # -- what a message contributes -----------------------------------------------------------
@@ -104,73 +102,90 @@ def _message_row(r: str, n: int) -> str:
 
 
 MESSAGE_ADDED = f"{INTO} {_message_row('NEW', 1)}"
-_CHANGED = (
+MESSAGE_CHANGED = f"{INTO} {_message_row('OLD', -1)} UNION ALL {_message_row('NEW', 1)}"
+MESSAGE_COUNTS_CHANGED = (
     f"({_STATUS.format(r='OLD')} <> {_STATUS.format(r='NEW')} "
     f"OR {_REASON.format(r='OLD')} <> {_REASON.format(r='NEW')})"
 )
-MESSAGE_CHANGED = (
-    f"{INTO} {_message_row('OLD', -1)} WHERE {_CHANGED} "
-    f"UNION ALL {_message_row('NEW', 1)} WHERE {_CHANGED}"
-)
 
 
-def _run_statements(op_name: str, dialect: str) -> list[str]:
+# -- the triggers -------------------------------------------------------------------------
+
+
+def _visits(dialect: str, row: str | None) -> str:
+    """The (key, value) rows of a run row's visits (``row`` None: none)."""
     if dialect == "postgresql":
-        each = "json_each_text(({r}.state)::json -> 'visits')"
-        empty = "json_each_text('{}'::json)"
-    else:
-        each = "json_each({r}.state, '$.visits')"
-        empty = "json_each('{}')"
-    insert = op_name == "INSERT"
+        return (
+            f"json_each_text(({row}.state)::json -> 'visits')"
+            if row
+            else ("json_each_text('{}'::json)")
+        )
+    return f"json_each({row}.state, '$.visits')" if row else "json_each('{}')"
+
+
+def _visits_changed(dialect: str) -> str:
+    if dialect == "postgresql":
+        visits = "(({row}.state)::json -> 'visits')::text"
+        return f"{visits.format(row='OLD')} IS DISTINCT FROM {visits.format(row='NEW')}"
+    return "json_extract(OLD.state, '$.visits') IS NOT json_extract(NEW.state, '$.visits')"
+
+
+def _steps(dialect: str, insert: bool) -> list[str]:
     fill = {
-        "new": each.format(r="NEW"),
-        "old": empty if insert else each.format(r="OLD"),
+        "new": _visits(dialect, "NEW"),
+        "old": _visits(dialect, None if insert else "OLD"),
         "old_converted": "NULL" if insert else "OLD.converted_at",
     }
-    first = RUN_ENTERED if insert else RUN_STATUS
-    return [first, *(s.format(**fill) for s in (*RUN_STEPS, *RUN_CONVERTED))]
+    return [statement.format(**fill) for statement in RUN_STEPS]
 
 
-def _message_statements(op_name: str) -> list[str]:
-    return [MESSAGE_ADDED] if op_name == "INSERT" else [MESSAGE_CHANGED]
-
-
-TRIGGERS = {
-    # table: (columns whose update counts, statements by operation)
-    "runs": ("status, state, converted_at", _run_statements),
-    "messages": ("status, reason", lambda op_name, dialect: _message_statements(op_name)),
-}
+def triggers(dialect: str) -> list[tuple[str, str, str, str | None, list[str]]]:
+    """(name, table, event, condition, statements) of every counting trigger."""
+    converted_now = "NEW.converted_at IS NOT NULL AND OLD.converted_at IS NULL"
+    return [
+        ("stat_runs_insert", "runs", "INSERT", None, [RUN_ENTERED, *_steps(dialect, True)]),
+        ("stat_runs_converted_insert", "runs", "INSERT", "NEW.converted_at IS NOT NULL",
+         RUN_CONVERTED),
+        ("stat_runs_status", "runs", "UPDATE OF status", "OLD.status <> NEW.status",
+         [RUN_STATUS]),
+        ("stat_runs_steps", "runs", "UPDATE OF state, converted_at",
+         f"({_visits_changed(dialect)}) OR ({converted_now})", _steps(dialect, False)),
+        ("stat_runs_converted", "runs", "UPDATE OF converted_at", converted_now, RUN_CONVERTED),
+        ("stat_messages_insert", "messages", "INSERT", None, [MESSAGE_ADDED]),
+        ("stat_messages_update", "messages", "UPDATE OF status, reason", MESSAGE_COUNTS_CHANGED,
+         [MESSAGE_CHANGED]),
+    ]  # fmt: skip
 
 
 def _create_triggers(dialect: str) -> None:
-    for table, (columns, statements) in TRIGGERS.items():
-        for op_name in ("INSERT", "UPDATE"):
-            name = f"stat_{table}_{op_name.lower()}"
-            when = (
-                f"AFTER INSERT ON {table}"
-                if op_name == "INSERT"
-                else (f"AFTER UPDATE OF {columns} ON {table}")
+    for name, table, event, condition, statements in triggers(dialect):
+        body = ";\n".join(statements) + ";"
+        if dialect == "postgresql":
+            # The condition is the trigger's WHEN: the function is not even called without it.
+            op.execute(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+                f"BEGIN\n{body}\nRETURN NULL;\nEND $$"
             )
-            body = ";\n".join(statements(op_name, dialect)) + ";"
-            if dialect == "postgresql":
-                op.execute(
-                    f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-                    f"BEGIN\n{body}\nRETURN NULL;\nEND $$"
-                )
-                op.execute(f"CREATE TRIGGER {name} {when} FOR EACH ROW EXECUTE FUNCTION {name}()")
-            else:
-                op.execute(f"CREATE TRIGGER {name} {when} FOR EACH ROW BEGIN\n{body}\nEND")
+            when = f" WHEN ({condition})" if condition else ""
+            op.execute(
+                f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW{when} "
+                f"EXECUTE FUNCTION {name}()"
+            )
+        else:
+            when = f" WHEN {condition}" if condition else ""
+            op.execute(
+                f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW{when} "
+                f"BEGIN\n{body}\nEND"
+            )
 
 
 def _drop_triggers(dialect: str) -> None:
-    for table in TRIGGERS:
-        for op_name in ("insert", "update"):
-            name = f"stat_{table}_{op_name}"
-            if dialect == "postgresql":
-                op.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
-                op.execute(f"DROP FUNCTION IF EXISTS {name}()")
-            else:
-                op.execute(f"DROP TRIGGER IF EXISTS {name}")
+    for name, table, _, _, _ in triggers(dialect):
+        if dialect == "postgresql":
+            op.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+            op.execute(f"DROP FUNCTION IF EXISTS {name}()")
+        else:
+            op.execute(f"DROP TRIGGER IF EXISTS {name}")
 
 
 def _key_columns() -> list[sa.Column[str]]:
@@ -214,6 +229,13 @@ def upgrade() -> None:
         sa.Column("n", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_stat_deltas")),
     )
+    if dialect == "postgresql":
+        # A queue table: rows come and go every few seconds. Vacuumed early, so reads
+        # (which scan what is not folded yet) never wade through dead rows for long.
+        op.execute(
+            "ALTER TABLE stat_deltas SET (autovacuum_vacuum_scale_factor = 0, "
+            "autovacuum_vacuum_threshold = 20000, autovacuum_vacuum_cost_delay = 0)"
+        )
     op.create_table(
         "stat_counters",
         *_key_columns(),

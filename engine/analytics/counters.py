@@ -2,8 +2,9 @@
 
 Counts are ``stat_counters`` plus the deltas not folded into them yet
 (``engine.store.stat_counters``): exact at every read, and as cheap on millions of runs as
-on ten. The one count made from runs is of conversion windows still open (it depends on
-the time of the report): an index range over the runs that can still convert.
+on ten. Two counts are made from the tables, each an index range over what is still in
+flight: conversion windows still open (they depend on the time of the report), and
+messages still waiting to send (the outbox's backlog).
 Every query runs in the session given, so one report reads one snapshot.
 """
 
@@ -17,13 +18,14 @@ from sqlalchemy import ColumnElement, func, select, union_all
 from sqlalchemy.orm import Session
 
 from engine.analytics.source import (
+    WAITING_STATUSES,
     Attribution,
     ConversionTally,
     MessageTally,
     Scope,
     StepTally,
 )
-from engine.store.schema import JourneyVersion, Run, StatCounter, StatDelta
+from engine.store.schema import JourneyVersion, Message, Run, StatCounter, StatDelta
 
 Key = tuple[str, str, str, str, str]  # version, step, channel, status, reason
 
@@ -120,6 +122,16 @@ class CounterStats:
         total: Counter[tuple[str, str, str, str | None]] = Counter()
         for (_, step, channel, status, reason), metrics in self._sums(scope, ("message",)).items():
             total[(step, channel, status, reason or None)] += round(metrics.get("message", 0.0))
+        # Messages waiting to send are not counters (they change too often): the outbox's
+        # backlog, found through the status index.
+        where = [Message.journey_id == scope.journey_id, Message.status.in_(WAITING_STATUSES)]
+        if scope.version is not None:
+            where.append(Message.version == scope.version)
+        waiting = select(Message.step, Message.channel, Message.status, func.count())
+        for step, channel, status, count in self.session.execute(
+            waiting.where(*where).group_by(Message.step, Message.channel, Message.status)
+        ):
+            total[(step, channel, status, None)] += int(count)
         return [MessageTally(*key, count) for key, count in sorted(total.items(), key=str) if count]
 
     def conversions(self, scope: Scope, now: datetime) -> ConversionTally:

@@ -18,9 +18,10 @@ Metrics, keyed by journey and version:
 ``reached``         runs that reached ``step``
 ``visits``          visits of ``step``, all runs together
 ``step_converted``  runs that reached ``step`` and converted
-``message``         messages of ``step`` on ``channel`` in ``status``
-                    (``pending`` for every status still waiting to send;
-                    ``reason`` only for ``suppressed``)
+``message``         messages of ``step`` on ``channel`` with an outcome, by
+                    ``status`` (sent, delivered, bounced, failed, suppressed,
+                    cancelled; ``reason`` only for ``suppressed``). Messages
+                    still waiting to send are counted from ``messages``.
 ``converted``       runs that converted
 ``unattributed``    conversions without a message sent before them
 ``first``/``last``  conversions credited to ``channel``, first and last touch

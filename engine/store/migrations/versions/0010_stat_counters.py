@@ -83,11 +83,11 @@ RUN_CONVERTED = [
 
 # -- what a message contributes -----------------------------------------------------------
 
-#: Scheduled, pending and sending are one outcome (waiting) to a report; only a
-#: suppression's reason is kept (a retry's error text would make a counter per error).
-_STATUS = (
-    "CASE WHEN {r}.status IN ('scheduled', 'pending', 'sending') THEN 'pending' ELSE {r}.status END"
-)
+#: A message is counted once it has an outcome: messages still waiting to be sent
+#: (scheduled, pending, sending) are few and change often, so a report counts them from
+#: the messages table instead. Only a suppression's reason is kept (a failure's error
+#: text would make a counter per error).
+WAITING = "('scheduled', 'pending', 'sending')"
 _REASON = "CASE WHEN {r}.status = 'suppressed' THEN COALESCE({r}.reason, '') ELSE '' END"
 _VERSION = (
     "COALESCE({r}.version, (SELECT runs.version FROM runs WHERE runs.run_id = {r}.run_id), '')"
@@ -97,15 +97,15 @@ _VERSION = (
 def _message_row(r: str, n: int) -> str:
     return (
         f"SELECT {r}.journey_id, {_VERSION.format(r=r)}, 'message', {r}.step, {r}.channel, "
-        f"{_STATUS.format(r=r)}, {_REASON.format(r=r)}, {n}"
+        f"{r}.status, {_REASON.format(r=r)}, {n} WHERE {r}.status NOT IN {WAITING}"
     )
 
 
 MESSAGE_ADDED = f"{INTO} {_message_row('NEW', 1)}"
 MESSAGE_CHANGED = f"{INTO} {_message_row('OLD', -1)} UNION ALL {_message_row('NEW', 1)}"
 MESSAGE_COUNTS_CHANGED = (
-    f"({_STATUS.format(r='OLD')} <> {_STATUS.format(r='NEW')} "
-    f"OR {_REASON.format(r='OLD')} <> {_REASON.format(r='NEW')})"
+    f"(OLD.status <> NEW.status OR {_REASON.format(r='OLD')} <> {_REASON.format(r='NEW')}) "
+    f"AND NOT (OLD.status IN {WAITING} AND NEW.status IN {WAITING})"
 )
 
 
@@ -151,7 +151,8 @@ def triggers(dialect: str) -> list[tuple[str, str, str, str | None, list[str]]]:
         ("stat_runs_steps", "runs", "UPDATE OF state, converted_at",
          f"({_visits_changed(dialect)}) OR ({converted_now})", _steps(dialect, False)),
         ("stat_runs_converted", "runs", "UPDATE OF converted_at", converted_now, RUN_CONVERTED),
-        ("stat_messages_insert", "messages", "INSERT", None, [MESSAGE_ADDED]),
+        ("stat_messages_insert", "messages", "INSERT", f"NEW.status NOT IN {WAITING}",
+         [MESSAGE_ADDED]),
         ("stat_messages_update", "messages", "UPDATE OF status, reason", MESSAGE_COUNTS_CHANGED,
          [MESSAGE_CHANGED]),
     ]  # fmt: skip

@@ -130,6 +130,8 @@ class SqlUserBook:
         self.entry_rows: dict[tuple[str, str], Entry] = {}
         self.run_rows: dict[str, Run] = {}
         self.message_rows: dict[str, Message] = {}
+        #: Messages added as new without asking the database first (see ``flush``).
+        self.unverified: dict[str, Message] = {}
         self.locked: set[str] = set()
         # The latest input time applied to each loaded user (``Profile.input_at``).
         self.input_at: dict[str, datetime | None] = {}
@@ -292,9 +294,15 @@ class SqlUserBook:
             .where(Run.user_key.in_(keys), or_(Run.status == ACTIVE, Run.goal_until >= self.now))
             .order_by(Run.entered_at, Run.run_id)
         )
+        waited: list[str] = []  # messages runs wait on: deferred, or being delivered
         for row in runs:
-            users[row.user_key].runs[row.run_id] = run_from_row(row)
+            run = users[row.user_key].runs[row.run_id] = run_from_row(row)
             self.run_rows[row.run_id] = row
+            if run.waiting is not None and run.waiting.message_id:
+                waited.append(run.waiting.message_id)
+        if waited:
+            for message in session.scalars(select(Message).where(Message.message_id.in_(waited))):
+                self.message_rows[message.message_id] = message
         for entry in session.scalars(select(Entry).where(Entry.user_key.in_(keys))):
             users[entry.user_key].entries[entry.journey_id] = EntryHistory(
                 entry.count, entry.last_entered_at
@@ -318,6 +326,7 @@ class SqlUserBook:
     def flush(self) -> None:
         """Write what changed for every loaded user, and move what merged users left behind."""
         session = self.session
+        self._settle_new_messages()
         for key, user in self.users.items():
             row = self.profile_rows[key]
             if user.profile != self.loaded_traits[key]:
@@ -343,6 +352,28 @@ class SqlUserBook:
                 session.execute(update(table).where(table.user_key == gone).values(user_key=owner))
             session.execute(delete(Entry).where(Entry.user_key == gone))
             session.execute(delete(Profile).where(Profile.user_key == gone))
+
+
+    def _settle_new_messages(self) -> None:
+        """Messages added as new are looked for in one query per chunk, not one each: a
+        message id the database has already (a send replayed) updates that row instead."""
+        new = self.unverified
+        self.unverified = {}
+        ids = sorted(new)
+        with self.session.no_autoflush:
+            for start in range(0, len(ids), PREFETCH_CHUNK):
+                chunk = ids[start : start + PREFETCH_CHUNK]
+                found = self.session.scalars(
+                    select(Message.message_id).where(Message.message_id.in_(chunk))
+                ).all()
+                for message_id in found:
+                    added = new[message_id]
+                    self.session.expunge(added)
+                    stored = self.session.get(Message, message_id)
+                    assert stored is not None
+                    for name in ("status", "reason", "send_at", "updated_at"):
+                        setattr(stored, name, getattr(added, name))
+                    self.message_rows[message_id] = stored
 
 
 class SqlEffects:
@@ -463,7 +494,9 @@ class SqlEffects:
     def _message(
         self, user: UserState, ref: MessageRef, status: str, at: datetime, reason: str | None = None
     ) -> None:
-        row = self._message_row(ref.message_id)
+        # Messages runs wait on were loaded with them; any other is new (``flush`` makes
+        # sure, for all of them at once).
+        row = self.book.message_rows.get(ref.message_id)
         if row is None:
             run = user.runs.get(ref.run_id)
             row = Message(
@@ -481,6 +514,7 @@ class SqlEffects:
             )
             self.session.add(row)
             self.book.message_rows[ref.message_id] = row
+            self.book.unverified[ref.message_id] = row
         row.status = status
         row.reason = reason
         row.send_at = at

@@ -4,7 +4,8 @@ Runs give entries, outcomes and conversions (``runs.converted_at``, ``runs.goal_
 their ``state`` gives the steps each reached (``visits``); messages give what each step
 sent, grouped in the database. Step reach and attribution read the runs of the journey
 (attribution only the converted ones, with their messages), in batches: fine for
-thousands of runs, and the reason a source over maintained counters exists for millions.
+thousands of runs; reports read the counters the database maintains
+(``engine.analytics.counters``), and this source recounts them (``journey stats --recount``).
 Every query runs in the session given, so one report reads one snapshot.
 """
 
@@ -121,7 +122,7 @@ class DatabaseStats:
             rows = self.session.execute(
                 select(Message.run_id, Message.channel, Message.send_at)
                 .where(Message.run_id.in_(batch), Message.status.in_(SENT_STATUSES))
-                .order_by(Message.run_id, Message.send_at, Message.created_at)
+                .order_by(Message.run_id, Message.send_at, Message.created_at, Message.message_id)
             )
             for run_id, channel, send_at in rows:
                 if send_at <= batch[run_id]:

@@ -353,7 +353,6 @@ class SqlUserBook:
             session.execute(delete(Entry).where(Entry.user_key == gone))
             session.execute(delete(Profile).where(Profile.user_key == gone))
 
-
     def _settle_new_messages(self) -> None:
         """Messages added as new are looked for in one query per chunk, not one each: a
         message id the database has already (a send replayed) updates that row instead."""

@@ -4,7 +4,10 @@ Events are applied in timestamp order, file order among equal timestamps, after
 dropping duplicates (a ``messageId`` seen before) in file order.
 
 Event logs are nearly always written in time order, so a cheap first pass checks
-that (it stops at the first timestamp that goes backwards); a sorted file is then
+that (it stops at the first timestamp that goes backwards): a block of lines whose
+timestamps are all written alike (UTC, ``Z``, the same length) is checked by comparing
+their text, found by one regular expression, and anything else line by line through
+the JSON decoder. A sorted file is then
 parsed and yielded one line at a time, in constant memory besides the message ids
 seen (for duplicates). Any other file is sorted without holding its events: one
 pass validates every line in file order (errors and duplicates are decided there,
@@ -16,12 +19,13 @@ about 50 bytes per event instead of the parsed event.
 from __future__ import annotations
 
 import os
+import re
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -57,6 +61,50 @@ def _timestamp_of(line: bytes) -> datetime | bool | None:
         return False
 
 
+#: Every mention of ``timestamp``; when it is a ``"timestamp": "<UTC time with Z>"``
+#: pair (top-level or nested), the time's text is captured, else nothing is.
+_TIMESTAMP_MENTION = re.compile(
+    rb'timestamp(?:(?<="timestamp)" *: *"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z)")?'
+)
+#: Bytes the order check reads at a time.
+ORDER_BLOCK = 1 << 20
+
+
+def _blocks_in_order(handle: BinaryIO) -> bool:
+    """True when the file is surely in time order, read a block of whole lines at a
+    time without decoding them; False when that cannot be told so (the lines must
+    then be decoded, which gives the exact answer).
+
+    A block qualifies when it has no backslash (so no escapes: every quote starts or
+    ends a string), every mention of ``timestamp`` in it is a ``"timestamp": "..."``
+    pair with a UTC time in ``Z`` form, and those times all have the same length, so
+    that their text sorts as their instants do. Each line's own timestamp is then one
+    of the times found, in file order; the others (nested objects, lines that are no
+    valid message) can only add steps to check, so times that never go back mean the
+    lines' own times never go back either.
+    """
+    previous = b""
+    rest = b""
+    while True:
+        block = handle.read(ORDER_BLOCK)
+        data = rest + block
+        cut = data.rfind(b"\n") + 1 if block else len(data)
+        lines, rest = data[:cut], data[cut:]
+        if b"\\" in lines:
+            return False
+        times = _TIMESTAMP_MENTION.findall(lines)
+        if b"" in times:
+            return False  # a mention that is no such pair
+        if times:
+            if previous:
+                times.insert(0, previous)
+            if len(set(map(len, times))) != 1 or times != sorted(times):
+                return False
+            previous = times[-1]
+        if not block:
+            return True
+
+
 def sort_key(moment: datetime, number: int) -> int:
     """One int that orders events by instant, then by line number."""
     if number > INDEX_MASK:
@@ -80,6 +128,13 @@ class EventFile:
 
     def in_time_order(self) -> bool:
         """Whether the file's timestamps never go backwards (a cheap first pass)."""
+        with self.path.open("rb") as handle:
+            if _blocks_in_order(handle):
+                return True
+        return self._lines_in_order()
+
+    def _lines_in_order(self) -> bool:
+        """:meth:`in_time_order`, decoding every line."""
         previous: datetime | None = None
         with self.path.open("rb") as handle:
             for line in handle:

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import takewhile
 from typing import Any, Protocol
 
 from engine.catalog import Catalog as Catalog  # re-exported for the processor's users
@@ -333,11 +332,10 @@ class Processor:
             # Caps count messages within ``per`` of a send, which is never earlier than
             # now: the oldest slots (taken first) go once the longest cap has passed them.
             horizon = self.catalog.current.policies.cap_horizon
-            expired = [
-                message_id
-                for message_id, _ in takewhile(
-                    lambda slot: now - slot[1].at >= horizon, sent.items()
-                )
-            ]
+            expired = []
+            for message_id, slot in sent.items():
+                if now - slot.at < horizon:
+                    break
+                expired.append(message_id)
             for message_id in expired:
                 del sent[message_id]

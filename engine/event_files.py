@@ -149,8 +149,8 @@ class EventFile:
                 previous = moment
         return True
 
-    def _parse(self, line: bytes, number: int) -> Event | None:
-        """The line's event, or None (blank, or reported as an error)."""
+    def parse_line(self, line: bytes, number: int) -> Event | None:
+        """Line ``number``'s event, or None (blank, or reported as an error)."""
         try:
             raw: Any = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -166,8 +166,8 @@ class EventFile:
             self.errors.append(f"{self.path}:{number}: {exc}")
             return None
 
-    def _distinct(self, ends: array[int] | None = None) -> Iterator[tuple[int, Event]]:
-        """(line number, event) of each valid, distinct event, in file order. With
+    def _distinct(self, ends: array[int] | None = None) -> Iterator[tuple[int, bytes, Event]]:
+        """(line number, line, event) of each valid, distinct event, in file order. With
         ``ends``, where every line ends is appended to it (``ends[n]`` for line n)."""
         seen: set[str] = set()
         offset = 0
@@ -176,20 +176,20 @@ class EventFile:
                 if ends is not None:
                     offset += len(line)
                     ends.append(offset)
-                event = self._parse(line, number)
+                event = self.parse_line(line, number)
                 if event is None:
                     continue
                 if event.message_id in seen:
                     self.duplicates += 1
                     continue
                 seen.add(event.message_id)
-                yield number, event
+                yield number, line, event
 
-    def _sorted(self) -> Iterator[tuple[int, Event]]:
-        """(line number, event) of the distinct events in time order, holding a sort key
-        per event and an offset per line."""
+    def _sorted(self) -> Iterator[tuple[int, bytes, Event]]:
+        """(line number, line, event) of the distinct events in time order, holding a sort
+        key per event and an offset per line."""
         ends = array("q", [0])
-        keys = [sort_key(event.timestamp, number) for number, event in self._distinct(ends)]
+        keys = [sort_key(event.timestamp, number) for number, _, event in self._distinct(ends)]
         keys.sort()
         with self.path.open("rb") as handle:
             fd = handle.fileno()
@@ -197,18 +197,26 @@ class EventFile:
                 numbers = [key & INDEX_MASK for key in keys[first : first + READ_BATCH]]
                 lines = _read_lines(fd, ends, numbers)
                 for number in numbers:
-                    event = self._parse(lines[number], number)
+                    line = lines[number]
+                    event = self.parse_line(line, number)
                     if event is not None:  # None only if the file changed meanwhile
-                        yield number, event
+                        yield number, line, event
+
+    def records(self) -> Iterator[tuple[int, bytes, Event]]:
+        """(line number, line, event) of the valid, distinct events in time order, as
+        iterating the file gives the events (and keeps its counts)."""
+        numbered = self._distinct() if self.in_time_order() else self._sorted()
+        for record in numbered:
+            timestamp = record[2].timestamp
+            self.count += 1
+            if self.first is None:
+                self.first = timestamp
+            self.last = timestamp
+            yield record
 
     def __iter__(self) -> Iterator[Event]:
         """Valid, distinct events in time order. Raises OSError if the file cannot be read."""
-        numbered = self._distinct() if self.in_time_order() else self._sorted()
-        for _, event in numbered:
-            self.count += 1
-            if self.first is None:
-                self.first = event.timestamp
-            self.last = event.timestamp
+        for _, _, event in self.records():
             yield event
 
 

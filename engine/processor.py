@@ -213,6 +213,15 @@ class Processor:
                 transition = enter(journey, run_id, item, now, view, project.policies)
                 self.carry_out(user, journey, transition, now)
 
+    def acts_on(self, event: Event) -> bool:
+        """Whether :meth:`apply` does anything with ``event``: identity and traits, and
+        the events the current journeys listen to. Any other event changes nothing."""
+        kind = event.type
+        if kind == "identify" or kind == "alias":
+            return True
+        name = event.name
+        return name is not None and name in self.catalog.current.by_event
+
     def fire(self, user: UserState, run_id: str, timer_id: str, now: datetime) -> None:
         """A timer of ``run_id`` came due at ``now``."""
         run = user.runs.get(run_id)

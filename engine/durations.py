@@ -4,7 +4,8 @@ and the one way the engine writes an instant (ISO-8601 UTC with ``Z``)."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
@@ -46,13 +47,25 @@ def next_local_time(now: datetime, at: time, zone: tzinfo) -> datetime:
     the instant the clock would show had it not jumped.
     """
     local_date = now.astimezone(zone).date()
+    for candidate in _local_times(local_date, at, zone, now.tzinfo):
+        if candidate > now:
+            return candidate
+    raise AssertionError("unreachable: a wall time recurs within two days")
+
+
+@lru_cache(maxsize=4096)
+def _local_times(
+    local_date: date, at: time, zone: tzinfo, out: tzinfo | None
+) -> tuple[datetime, ...]:
+    """The instants whose wall clock in ``zone`` reads ``at`` on ``local_date`` and the
+    two days after, in ``out``: day by day, each day's in order. The same for every
+    ``now`` of that local day, so they are worked out once."""
+    found: list[datetime] = []
     for day in (local_date, local_date + timedelta(days=1), local_date + timedelta(days=2)):
         first = datetime.combine(day, at, tzinfo=zone)
         if first.utcoffset() == first.replace(fold=1).utcoffset():
             # The usual day: the wall time occurs exactly once (neither gap nor overlap).
-            candidate = first.astimezone(now.tzinfo)
-            if candidate > now:
-                return candidate
+            found.append(first.astimezone(out))
             continue
         # A wall time that occurs twice (DST fall-back) has two instants: fold 0 and 1.
         # Compare as instants: same-tzinfo comparisons would compare wall clocks only.
@@ -60,10 +73,8 @@ def next_local_time(now: datetime, at: time, zone: tzinfo) -> datetime:
         # it, the instant the clock would show had it not jumped.
         local = [datetime.combine(day, at, tzinfo=zone).replace(fold=fold) for fold in (0, 1)]
         real = [t for t in local if t.astimezone(UTC).astimezone(zone).time() == at] or local[:1]
-        for candidate in sorted({t.astimezone(now.tzinfo) for t in real}):
-            if candidate > now:
-                return candidate
-    raise AssertionError("unreachable: a wall time recurs within two days")
+        found.extend(sorted({t.astimezone(out) for t in real}))
+    return tuple(found)
 
 
 def iso_z(moment: datetime) -> str:

@@ -4,7 +4,10 @@ Events are applied in timestamp order, file order among equal timestamps, after
 dropping duplicates (a ``messageId`` seen before) in file order.
 
 Event logs are nearly always written in time order, so a cheap first pass checks
-that (it stops at the first timestamp that goes backwards); a sorted file is then
+that (it stops at the first timestamp that goes backwards): a block of lines whose
+timestamps are all written alike (UTC, ``Z``, the same length) is checked by comparing
+their text, found by one regular expression, and anything else line by line through
+the JSON decoder. A sorted file is then
 parsed and yielded one line at a time, in constant memory besides the message ids
 seen (for duplicates). Any other file is sorted without holding its events: one
 pass validates every line in file order (errors and duplicates are decided there,
@@ -16,12 +19,13 @@ about 50 bytes per event instead of the parsed event.
 from __future__ import annotations
 
 import os
+import re
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -57,6 +61,50 @@ def _timestamp_of(line: bytes) -> datetime | bool | None:
         return False
 
 
+#: Every mention of ``timestamp``; when it is a ``"timestamp": "<UTC time with Z>"``
+#: pair (top-level or nested), the time's text is captured, else nothing is.
+_TIMESTAMP_MENTION = re.compile(
+    rb'timestamp(?:(?<="timestamp)" *: *"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z)")?'
+)
+#: Bytes the order check reads at a time.
+ORDER_BLOCK = 1 << 20
+
+
+def _blocks_in_order(handle: BinaryIO) -> bool:
+    """True when the file is surely in time order, read a block of whole lines at a
+    time without decoding them; False when that cannot be told so (the lines must
+    then be decoded, which gives the exact answer).
+
+    A block qualifies when it has no backslash (so no escapes: every quote starts or
+    ends a string), every mention of ``timestamp`` in it is a ``"timestamp": "..."``
+    pair with a UTC time in ``Z`` form, and those times all have the same length, so
+    that their text sorts as their instants do. Each line's own timestamp is then one
+    of the times found, in file order; the others (nested objects, lines that are no
+    valid message) can only add steps to check, so times that never go back mean the
+    lines' own times never go back either.
+    """
+    previous = b""
+    rest = b""
+    while True:
+        block = handle.read(ORDER_BLOCK)
+        data = rest + block
+        cut = data.rfind(b"\n") + 1 if block else len(data)
+        lines, rest = data[:cut], data[cut:]
+        if b"\\" in lines:
+            return False
+        times = _TIMESTAMP_MENTION.findall(lines)
+        if b"" in times:
+            return False  # a mention that is no such pair
+        if times:
+            if previous:
+                times.insert(0, previous)
+            if len(set(map(len, times))) != 1 or times != sorted(times):
+                return False
+            previous = times[-1]
+        if not block:
+            return True
+
+
 def sort_key(moment: datetime, number: int) -> int:
     """One int that orders events by instant, then by line number."""
     if number > INDEX_MASK:
@@ -80,6 +128,13 @@ class EventFile:
 
     def in_time_order(self) -> bool:
         """Whether the file's timestamps never go backwards (a cheap first pass)."""
+        with self.path.open("rb") as handle:
+            if _blocks_in_order(handle):
+                return True
+        return self._lines_in_order()
+
+    def _lines_in_order(self) -> bool:
+        """:meth:`in_time_order`, decoding every line."""
         previous: datetime | None = None
         with self.path.open("rb") as handle:
             for line in handle:
@@ -94,8 +149,8 @@ class EventFile:
                 previous = moment
         return True
 
-    def _parse(self, line: bytes, number: int) -> Event | None:
-        """The line's event, or None (blank, or reported as an error)."""
+    def parse_line(self, line: bytes, number: int) -> Event | None:
+        """Line ``number``'s event, or None (blank, or reported as an error)."""
         try:
             raw: Any = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -111,8 +166,8 @@ class EventFile:
             self.errors.append(f"{self.path}:{number}: {exc}")
             return None
 
-    def _distinct(self, ends: array[int] | None = None) -> Iterator[tuple[int, Event]]:
-        """(line number, event) of each valid, distinct event, in file order. With
+    def _distinct(self, ends: array[int] | None = None) -> Iterator[tuple[int, bytes, Event]]:
+        """(line number, line, event) of each valid, distinct event, in file order. With
         ``ends``, where every line ends is appended to it (``ends[n]`` for line n)."""
         seen: set[str] = set()
         offset = 0
@@ -121,20 +176,20 @@ class EventFile:
                 if ends is not None:
                     offset += len(line)
                     ends.append(offset)
-                event = self._parse(line, number)
+                event = self.parse_line(line, number)
                 if event is None:
                     continue
                 if event.message_id in seen:
                     self.duplicates += 1
                     continue
                 seen.add(event.message_id)
-                yield number, event
+                yield number, line, event
 
-    def _sorted(self) -> Iterator[tuple[int, Event]]:
-        """(line number, event) of the distinct events in time order, holding a sort key
-        per event and an offset per line."""
+    def _sorted(self) -> Iterator[tuple[int, bytes, Event]]:
+        """(line number, line, event) of the distinct events in time order, holding a sort
+        key per event and an offset per line."""
         ends = array("q", [0])
-        keys = [sort_key(event.timestamp, number) for number, event in self._distinct(ends)]
+        keys = [sort_key(event.timestamp, number) for number, _, event in self._distinct(ends)]
         keys.sort()
         with self.path.open("rb") as handle:
             fd = handle.fileno()
@@ -142,18 +197,26 @@ class EventFile:
                 numbers = [key & INDEX_MASK for key in keys[first : first + READ_BATCH]]
                 lines = _read_lines(fd, ends, numbers)
                 for number in numbers:
-                    event = self._parse(lines[number], number)
+                    line = lines[number]
+                    event = self.parse_line(line, number)
                     if event is not None:  # None only if the file changed meanwhile
-                        yield number, event
+                        yield number, line, event
+
+    def records(self) -> Iterator[tuple[int, bytes, Event]]:
+        """(line number, line, event) of the valid, distinct events in time order, as
+        iterating the file gives the events (and keeps its counts)."""
+        numbered = self._distinct() if self.in_time_order() else self._sorted()
+        for record in numbered:
+            timestamp = record[2].timestamp
+            self.count += 1
+            if self.first is None:
+                self.first = timestamp
+            self.last = timestamp
+            yield record
 
     def __iter__(self) -> Iterator[Event]:
         """Valid, distinct events in time order. Raises OSError if the file cannot be read."""
-        numbered = self._distinct() if self.in_time_order() else self._sorted()
-        for _, event in numbered:
-            self.count += 1
-            if self.first is None:
-                self.first = event.timestamp
-            self.last = event.timestamp
+        for _, _, event in self.records():
             yield event
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import takewhile
 from typing import Any, Protocol
 
 from engine.catalog import Catalog as Catalog  # re-exported for the processor's users
@@ -214,6 +213,15 @@ class Processor:
                 transition = enter(journey, run_id, item, now, view, project.policies)
                 self.carry_out(user, journey, transition, now)
 
+    def acts_on(self, event: Event) -> bool:
+        """Whether :meth:`apply` does anything with ``event``: identity and traits, and
+        the events the current journeys listen to. Any other event changes nothing."""
+        kind = event.type
+        if kind == "identify" or kind == "alias":
+            return True
+        name = event.name
+        return name is not None and name in self.catalog.current.by_event
+
     def fire(self, user: UserState, run_id: str, timer_id: str, now: datetime) -> None:
         """A timer of ``run_id`` came due at ``now``."""
         run = user.runs.get(run_id)
@@ -333,11 +341,10 @@ class Processor:
             # Caps count messages within ``per`` of a send, which is never earlier than
             # now: the oldest slots (taken first) go once the longest cap has passed them.
             horizon = self.catalog.current.policies.cap_horizon
-            expired = [
-                message_id
-                for message_id, _ in takewhile(
-                    lambda slot: now - slot[1].at >= horizon, sent.items()
-                )
-            ]
+            expired = []
+            for message_id, slot in sent.items():
+                if now - slot.at < horizon:
+                    break
+                expired.append(message_id)
             for message_id in expired:
                 del sent[message_id]

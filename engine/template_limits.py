@@ -161,9 +161,24 @@ _PERCENT_FIELD = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _BRACE_FIELD = re.compile(r"\{[^{}]*\}")
 
 
+#: Format templates found harmless: templates repeat (``"%.2f" | format(price)``), and
+#: the verdict depends on the text alone. Short ones only, and only so many.
+_HARMLESS_FORMATS: set[str] = set()
+_HARMLESS_KEPT = 1024
+_HARMLESS_LENGTH = 256
+
+
 def check_format(template: str) -> None:
     """Refuse a ``%`` or ``str.format`` template that pads to a huge width or takes its
     width from an argument (``'%*d'``, ``'{:>{}}'``)."""
+    if template in _HARMLESS_FORMATS:
+        return
+    _check_format(template)
+    if len(template) <= _HARMLESS_LENGTH and len(_HARMLESS_FORMATS) < _HARMLESS_KEPT:
+        _HARMLESS_FORMATS.add(template)
+
+
+def _check_format(template: str) -> None:
     for found in _PERCENT_FIELD.finditer(template):
         for number in found.groups():
             if number == "*" or (number and int(number) > MAX_TEXT):

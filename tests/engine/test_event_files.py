@@ -278,3 +278,74 @@ def test_a_sorted_read_back_in_batches_finds_every_line(
     lines.insert(4, "{oops")  # a bad line in between is skipped, not misread
     expected = [f"e{h}-{n}" for n, h in sorted(enumerate(hours), key=lambda p: p[1])]
     assert names(read_events(write(tmp_path, lines))) == expected
+
+
+@pytest.mark.parametrize("block", [16, 200, 1 << 20])
+def test_plain_times_are_checked_by_blocks_without_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    import engine.event_files as event_files
+
+    monkeypatch.setattr(event_files, "ORDER_BLOCK", block)
+    hours = [0, 1, 1, 2, 5, 7, 7, 8, 9, 11]
+    lines = [track(f"e{n}", f"2026-03-01T{h:02d}:00:00Z", f"m{n}") for n, h in enumerate(hours)]
+
+    def decoding(self: EventFile) -> bool:
+        raise AssertionError("plain times in order need no decoding")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(EventFile, "_lines_in_order", decoding)
+        assert EventFile(write(tmp_path, lines)).in_time_order()
+    lines[4], lines[5] = lines[5], lines[4]
+    assert not EventFile(write(tmp_path, lines)).in_time_order()
+
+
+def test_a_nested_plain_time_earlier_than_its_line_does_not_unsort_a_sorted_file(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        [
+            track(
+                "a", "2026-03-01T10:00:00Z", "m1", properties={"timestamp": "2026-03-01T09:00:00Z"}
+            ),
+            track("b", "2026-03-01T11:00:00Z", "m2"),
+        ],
+    )
+    assert EventFile(path).in_time_order()
+
+
+_plain_stamps = st.sampled_from(
+    ['"2026-03-01T09:00:00Z"', '"2026-03-01T10:00:00Z"', '"2026-03-01T09:30:00.5Z"']
+)
+
+
+@st.composite
+def _plain_lines(draw: st.DrawFn) -> list[str]:
+    lines = []
+    for n in range(draw(st.integers(0, 12))):
+        stamp = draw(st.one_of(_plain_stamps, _stamps))
+        nested = draw(st.sampled_from(["", ', "properties": {"timestamp": ' + stamp + "}"]))
+        key = draw(st.sampled_from(['"timestamp"', '"timestamp" ', '"ts"', '"my_timestamp"']))
+        lines.append(
+            f'{{"type": "track", "event": "e{n}", "userId": "u1", {key}: {stamp}{nested}}}'
+        )
+        if draw(st.integers(0, 9)) == 0:
+            lines.append(draw(st.sampled_from(["", "{oops", "[1]", '"timestamp"'])))
+    return lines
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=_plain_lines(), block=st.sampled_from([8, 64, 1 << 20]))
+def test_the_order_check_by_blocks_answers_as_decoding_every_line(
+    lines: list[str], block: int
+) -> None:
+    import engine.event_files as event_files
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp), lines)
+        saved, event_files.ORDER_BLOCK = event_files.ORDER_BLOCK, block
+        try:
+            assert EventFile(path).in_time_order() == EventFile(path)._lines_in_order()
+        finally:
+            event_files.ORDER_BLOCK = saved

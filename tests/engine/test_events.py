@@ -363,3 +363,18 @@ def test_plain_message_shortcut_agrees_with_the_models(
     if isinstance(fast, Event):  # the same instant, and the same kind of time zone object
         assert isinstance(slow, Event)
         assert repr(fast.timestamp) == repr(slow.timestamp)
+
+
+def test_a_plain_timestamp_out_of_range_in_utc_is_refused_as_the_models_refuse_it() -> None:
+    raw = {
+        "type": "track",
+        "event": "e",
+        "userId": "u1",
+        "messageId": "m1",
+        "timestamp": "0001-01-01T00:00:00+14:00",
+    }
+    with pytest.raises(InvalidMessage) as plain:
+        parse_message(raw)
+    with pytest.raises(InvalidMessage) as models:
+        parse_message_with_models(raw)
+    assert str(plain.value) == str(models.value)

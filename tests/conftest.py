@@ -45,6 +45,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from engine.store.database import Database
+from tests.live.clock import T0, Clock
 
 POSTGRES_ENV = "JOURNEY_TEST_POSTGRES_URL"
 REDIS_ENV = "JOURNEY_TEST_REDIS_URL"
@@ -547,3 +548,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for service in SERVICES.values():
         shown = service.how if service.url else f"unavailable: {service.problem}"
         terminalreporter.write_line(f"{service.name}: {shown}")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A settable clock at ``T0`` (``tests.live.clock``), for the engine run by hand."""
+    return Clock(T0)

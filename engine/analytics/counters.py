@@ -11,7 +11,7 @@ Every query runs in the session given, so one report reads one snapshot.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, select, union_all
@@ -27,7 +27,8 @@ from engine.analytics.source import (
 )
 from engine.store.schema import JourneyVersion, Message, Run, StatCounter, StatDelta
 
-Key = tuple[str, str, str, str, str]  # version, step, channel, status, reason
+#: (version, metric, step, channel, status, reason) of a counter.
+Key = tuple[str, str, str, str, str, str]
 
 
 class CounterStats:
@@ -35,21 +36,16 @@ class CounterStats:
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._cache: dict[tuple[str, str | None, tuple[str, ...]], dict[Key, dict[str, float]]] = {}
+        self._read: dict[tuple[str, str | None], dict[Key, float]] = {}
 
-    def _sums(self, scope: Scope, metrics: Sequence[str]) -> dict[Key, dict[str, float]]:
-        """Per key, per metric, the counter and its unfolded deltas summed."""
-        cache_key = (scope.journey_id, scope.version, tuple(metrics))
-        found = self._cache.get(cache_key)
+    def _counters(self, scope: Scope) -> dict[Key, float]:
+        """Every counter of the scope, its unfolded deltas added: one query per scope."""
+        found = self._read.get((scope.journey_id, scope.version))
         if found is not None:
             return found
-
         parts = []
         for table in (StatCounter, StatDelta):
-            where: list[ColumnElement[bool]] = [
-                table.journey_id == scope.journey_id,
-                table.metric.in_(metrics),
-            ]
+            where: list[ColumnElement[bool]] = [table.journey_id == scope.journey_id]
             if scope.version is not None:
                 where.append(table.version == scope.version)
             parts.append(
@@ -61,27 +57,29 @@ class CounterStats:
         both = union_all(*parts).subquery()
         key = (both.c.version, both.c.metric, both.c.step, both.c.channel, both.c.status,
                both.c.reason)  # fmt: skip
-        sums: dict[Key, dict[str, float]] = defaultdict(dict)
-        for version, metric, step, channel, status, reason, n in self.session.execute(
-            select(*key, func.sum(both.c.n)).group_by(*key)
-        ):
-            sums[(version, step, channel, status, reason)][metric] = float(n or 0)
-        self._cache[cache_key] = sums
-        return sums
+        found = {
+            (version, metric, step, channel, status, reason): float(n or 0)
+            for version, metric, step, channel, status, reason, n in self.session.execute(
+                select(*key, func.sum(both.c.n)).group_by(*key)
+            )
+        }
+        self._read[(scope.journey_id, scope.version)] = found
+        return found
 
-    def _total(self, scope: Scope, metric: str) -> float:
-        return sum(m.get(metric, 0.0) for m in self._sums(scope, (metric,)).values())
+    def _of(self, scope: Scope, metric: str) -> Iterator[tuple[str, str, str, str, float]]:
+        """(step, channel, status, reason, n) of each counter of ``metric``."""
+        for (_, counted, step, channel, status, reason), n in self._counters(scope).items():
+            if counted == metric:
+                yield step, channel, status, reason, n
+
+    def _total(self, scope: Scope, metric: str) -> int:
+        return round(sum(n for *_, n in self._of(scope, metric)))
 
     # -- StatsSource --
 
     def versions(self, journey_id: str) -> Sequence[str]:
-        counted = select(StatCounter.version).where(
-            StatCounter.journey_id == journey_id, StatCounter.metric == "entered"
-        )
-        pending = select(StatDelta.version).where(
-            StatDelta.journey_id == journey_id, StatDelta.metric == "entered"
-        )
-        have = set(self.session.scalars(union_all(counted, pending)))
+        counted = self._counters(Scope(journey_id))
+        have = {version for version, metric, *_ in counted if metric == "entered"}
         deployed = self.session.execute(
             select(JourneyVersion.version, func.min(JourneyVersion.created_at))
             .where(JourneyVersion.journey_id == journey_id)
@@ -97,20 +95,18 @@ class CounterStats:
         return sorted(have, key=order)
 
     def entered(self, scope: Scope) -> int:
-        return round(self._total(scope, "entered"))
+        return self._total(scope, "entered")
 
     def outcomes(self, scope: Scope) -> Mapping[str, int]:
         total: Counter[str] = Counter()
-        for (_, _, _, status, _), metrics in self._sums(scope, ("status",)).items():
-            total[status] += round(metrics.get("status", 0.0))
+        for _, _, status, _, n in self._of(scope, "status"):
+            total[status] += round(n)
         return {status: count for status, count in total.items() if count}
 
     def reached(self, scope: Scope) -> Mapping[str, StepTally]:
         per_step: dict[str, Counter[str]] = defaultdict(Counter)
-        for (_, step, _, _, _), metrics in self._sums(
-            scope, ("reached", "visits", "step_converted")
-        ).items():
-            for metric, n in metrics.items():
+        for metric in ("reached", "visits", "step_converted"):
+            for step, _, _, _, n in self._of(scope, metric):
                 per_step[step][metric] += round(n)
         return {
             step: StepTally(c["reached"], c["visits"], c["step_converted"])
@@ -120,8 +116,8 @@ class CounterStats:
 
     def messages(self, scope: Scope) -> Iterable[MessageTally]:
         total: Counter[tuple[str, str, str, str | None]] = Counter()
-        for (_, step, channel, status, reason), metrics in self._sums(scope, ("message",)).items():
-            total[(step, channel, status, reason or None)] += round(metrics.get("message", 0.0))
+        for step, channel, status, reason, n in self._of(scope, "message"):
+            total[(step, channel, status, reason or None)] += round(n)
         # Messages waiting to send are not counters (they change too often): the outbox's
         # backlog, found through the status index.
         where = [Message.journey_id == scope.journey_id, Message.status.in_(WAITING_STATUSES)]
@@ -144,19 +140,17 @@ class CounterStats:
         if scope.version is not None:
             where.append(Run.version == scope.version)
         still_open = self.session.scalar(select(func.count()).select_from(Run).where(*where))
-        return ConversionTally(round(self._total(scope, "converted")), int(still_open or 0))
+        return ConversionTally(self._total(scope, "converted"), int(still_open or 0))
 
     def attribution(self, scope: Scope) -> Attribution:
         credit = Attribution()
-        sums = self._sums(scope, ("converted", "unattributed", "first", "last", "linear"))
-        for (_, _, channel, _, _), metrics in sums.items():
-            credit.conversions += round(metrics.get("converted", 0.0))
-            credit.unattributed += round(metrics.get("unattributed", 0.0))
-            if channel:
-                if first := round(metrics.get("first", 0.0)):
-                    credit.first[channel] += first
-                if last := round(metrics.get("last", 0.0)):
-                    credit.last[channel] += last
-                if linear := metrics.get("linear", 0.0):
-                    credit.linear[channel] = credit.linear.get(channel, 0.0) + linear
+        credit.conversions = self._total(scope, "converted")
+        credit.unattributed = self._total(scope, "unattributed")
+        for touch, credited in (("first", credit.first), ("last", credit.last)):
+            for _, channel, _, _, n in self._of(scope, touch):
+                if round(n):
+                    credited[channel] += round(n)
+        for _, channel, _, _, n in self._of(scope, "linear"):
+            if n:
+                credit.linear[channel] = credit.linear.get(channel, 0.0) + n
         return credit

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from engine.analytics.counters import CounterStats
@@ -24,13 +23,8 @@ from engine.store.migrate import current_revision, downgrade, upgrade
 from engine.store.privacy import forget
 from engine.store.retention import purge
 from engine.store.stat_counters import fold
-from tests.live.clock import T0, Clock
+from tests.live.clock import Clock
 from tests.live.test_privacy import mid_journey, setup_engine
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
 
 
 def reports(db: Database, clock: Clock) -> tuple[dict[str, Any], dict[str, Any]]:

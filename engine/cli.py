@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import gc
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -23,7 +23,8 @@ from engine.event_files import EventFile
 from engine.events import Event
 from engine.progress import Advance, count_lines, progress_bar, shows_progress
 from engine.project import Project, compile_project
-from engine.simulate import Simulation
+from engine.simulate import Simulation, Summary, collected_by_hand
+from engine.simulation_workers import simulate_in_workers
 from engine.spec import Journey, Policies
 
 DEFAULT_HORIZON = timedelta(days=30)
@@ -103,6 +104,15 @@ def simulate(
             "--stats", help="also print each journey's report (funnel, conversions...) on stderr"
         ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="processes to split users among (default: JOURNEY_SIMULATE_WORKERS, "
+            "else one per core for a file of 4 MiB or more); the trace is the same",
+        ),
+    ] = None,
 ) -> int:
     """Run the journeys over an event stream on a virtual clock; print what would be sent."""
     horizon = _parse_until(until) if until else None
@@ -112,18 +122,95 @@ def simulate(
     if not events_file.is_file():
         print(f"{events_file}: cannot read events: no such file", file=sys.stderr)
         return 1
+    count = _worker_count(workers, events_file, stats)
+    if count is None:
+        return 1
     out = sys.stdout
     binary = getattr(out, "buffer", None)  # the lines are UTF-8 JSON already
+
+    def write(lines: bytes) -> None:
+        if binary is not None:
+            out.flush()
+            binary.write(lines)
+        else:
+            out.write(lines.decode())
+
+    stream = EventFile(events_file)
+    watcher = SimulationStats(project) if stats else None
+    simulation: Simulation | None = None
+    try:
+        total = count_lines(str(events_file)) if shows_progress() else None
+        with progress_bar("simulating", total) as advance:
+            if count > 1:
+                outcome = simulate_in_workers(
+                    project, stream, count, lambda last: _horizon(horizon, last), write, advance
+                )
+                summary, users = outcome.summary, outcome.users
+            else:
+                simulation = _simulate_here(project, stream, watcher, horizon, write, advance)
+                summary, users = simulation.summary, len(simulation.users)
+    except OSError as exc:
+        print(f"{events_file}: cannot read events: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    horizon = _horizon(horizon, stream.last)
+    out.flush()
+    for error in stream.errors:
+        print(error, file=sys.stderr)
+    _summarise(summary, users, project, stream, horizon)
+    if watcher is not None and simulation is not None:
+        _print_stats(project, simulation, watcher, horizon or stream.last)
+    return 1 if stream.errors else 0
+
+
+#: Files smaller than this are simulated in one process unless told otherwise.
+WORKERS_FROM_BYTES = 4 << 20
+
+
+def _worker_count(asked: int | None, events_file: Path, stats: bool) -> int | None:
+    """How many processes simulate; None (reported) when the setting is invalid."""
+    if stats or not hasattr(os, "fork"):
+        return 1  # --stats watches every user in one place
+    if asked is not None:
+        return asked
+    from pydantic import ValidationError
+
+    from engine.settings import Settings
+
+    try:
+        setting = Settings().simulate_workers
+    except ValidationError as exc:
+        print(f"invalid settings: {exc}", file=sys.stderr)
+        return None
+    if setting is not None:
+        return setting
+    if events_file.stat().st_size < WORKERS_FROM_BYTES:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, 8))
+
+
+def _horizon(until: datetime | None, last: datetime | None) -> datetime | None:
+    """Up to when timers fire after the last event: ``--until``, else 30 days on."""
+    if until is not None:
+        return until
+    return last + DEFAULT_HORIZON if last is not None else None
+
+
+def _simulate_here(
+    project: Project,
+    stream: EventFile,
+    watcher: SimulationStats | None,
+    until: datetime | None,
+    write: Callable[[bytes], None],
+    advance: Advance,
+) -> Simulation:
+    """Simulate in this process (the file is read beside it); the trace goes to ``write``."""
     pending: list[bytes] = []
 
     def flush() -> None:
         if pending:
             pending.append(b"")
-            if binary is not None:
-                out.flush()
-                binary.write(b"\n".join(pending))
-            else:
-                out.write(b"\n".join(pending).decode())
+            write(b"\n".join(pending))
             pending.clear()
 
     def emit(line: dict[str, Any]) -> None:
@@ -131,30 +218,15 @@ def simulate(
         if len(pending) >= 4096:
             flush()
 
-    stream = EventFile(events_file)
-    watcher = SimulationStats(project) if stats else None
     simulation = Simulation(project, emit, observer=watcher)
     # Read beside the simulation; the events that change nothing never reach it.
     feed = EventFeed(stream, simulation.processor.acts_on)
-    try:
-        total = count_lines(str(events_file)) if shows_progress() else None
-        with progress_bar("simulating", total) as advance:
-            simulation.run(_sparing_the_collector(feed, advance))
-    except OSError as exc:
-        print(f"{events_file}: cannot read events: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    if horizon is None and stream.last is not None:
-        horizon = stream.last + DEFAULT_HORIZON
+    simulation.run(_sparing_the_collector(feed, advance))
+    horizon = _horizon(until, stream.last)
     if horizon is not None:
         simulation.fire_due(horizon)
     flush()
-    out.flush()
-    for error in stream.errors:
-        print(error, file=sys.stderr)
-    _summarise(simulation, project, stream, horizon)
-    if watcher is not None:
-        _print_stats(project, simulation, watcher, horizon or stream.last)
-    return 1 if stream.errors else 0
+    return simulation
 
 
 def _print_stats(
@@ -178,28 +250,20 @@ def _print_stats(
         print_report(report, console)
 
 
-#: Events between two moves of everything alive into the collector's permanent generation.
-FREEZE_EVERY = 1_000
-
-
 def _sparing_the_collector(feed: EventFeed, advance: Advance) -> Iterator[Event]:
-    """``feed``'s events, moving what survives into the garbage collector's permanent
-    generation every FREEZE_EVERY events, after collecting the young generations. A
-    simulation's state (users, runs, timers) only grows and holds no reference cycles;
-    without this, the collector's passes walk it again and again, which cost a fifth
-    of the run on a million events. The bar advances by the events read."""
+    """``feed``'s events, the collector run by hand (:func:`collected_by_hand`); the bar
+    advances by the events read."""
     shown = 0
-    for count, event in enumerate(feed, start=1):
-        if count % FREEZE_EVERY == 0:
-            gc.collect(1)  # young garbage first: what is frozen is never collected
-            gc.freeze()
-            advance(feed.read - shown)
-            shown = feed.read
-        yield event
+    with collected_by_hand() as tick:
+        for event in feed:
+            if tick():
+                advance(feed.read - shown)
+                shown = feed.read
+            yield event
 
 
 def _summarise(
-    simulation: Simulation, project: Project, stream: EventFile, horizon: datetime | None
+    summary: Summary, users: int, project: Project, stream: EventFile, horizon: datetime | None
 ) -> None:
     err = sys.stderr
     span = ""
@@ -208,11 +272,11 @@ def _summarise(
         span = f", {iso(stream.first)} .. {iso(end)}"
     print(
         f"simulated {stream.count} event(s) ({stream.duplicates} duplicate(s) ignored, "
-        f"{len(stream.errors)} invalid line(s)) for {len(simulation.users)} user(s){span}",
+        f"{len(stream.errors)} invalid line(s)) for {users} user(s){span}",
         file=err,
     )
     for journey_id in sorted(project.journeys):
-        counts = simulation.summary.counts[journey_id]
+        counts = summary.counts[journey_id]
         suppressed = {
             k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("suppressed:")
         }

@@ -25,7 +25,6 @@ from engine.rendering import (
     PartSource,
     TemplateStore,
     compile_inline_part,
-    compile_template_parts,
 )
 from engine.source import DataPath
 
@@ -51,12 +50,13 @@ class TemplateChecker:
         has_default = any(locale is None for locale, _ in variants)
         digest = hashlib.sha256()
         ok = has_default
-        for _locale, path in variants:
+        for locale, path in variants:
             text = self.store.files[path]
             shown = self.store.display(path)
             digest.update(path.encode() + b"\0" + text.encode() + b"\0")
             try:
-                _parts, problems = compile_template_parts(text, shown, channel)
+                # Compiled once: the store keeps what is checked here for rendering.
+                _parts, problems = self.store.compile(name, channel, locale)
             except jinja2.TemplateSyntaxError as exc:
                 self.diagnostics.append(
                     Diagnostic(shown, exc.lineno or 1, 1, f"template syntax error: {exc.message}")

@@ -21,9 +21,10 @@ from __future__ import annotations
 import os
 import re
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -33,6 +34,9 @@ from engine.errors import InvalidMessage
 from engine.events import Event, parse_message
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The message types that link ids.
+IDENTITY_TYPES = frozenset({"identify", "alias"})
+_MICROSECOND = timedelta(microseconds=1)
 #: Low bits of a sort key: the event's line number, so equal times keep file order.
 INDEX_BITS = 32
 INDEX_MASK = (1 << INDEX_BITS) - 1
@@ -105,13 +109,17 @@ def _blocks_in_order(handle: BinaryIO) -> bool:
             return True
 
 
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch."""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 def sort_key(moment: datetime, number: int) -> int:
     """One int that orders events by instant, then by line number."""
     if number > INDEX_MASK:
         raise ValueError(f"line {number}: too many lines to sort (at most {INDEX_MASK})")
-    delta = moment - EPOCH
-    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return (micros << INDEX_BITS) | number
+    return (micros(moment) << INDEX_BITS) | number
 
 
 @dataclass
@@ -185,11 +193,18 @@ class EventFile:
                 seen.add(event.message_id)
                 yield number, line, event
 
-    def _sorted(self) -> Iterator[tuple[int, bytes, Event]]:
+    def _sorted(
+        self, links: Callable[[Event], None] | None = None
+    ) -> Iterator[tuple[int, bytes, Event]]:
         """(line number, line, event) of the distinct events in time order, holding a sort
-        key per event and an offset per line."""
+        key per event and an offset per line. ``links`` sees the identity events of the
+        first pass."""
         ends = array("q", [0])
-        keys = [sort_key(event.timestamp, number) for number, _, event in self._distinct(ends)]
+        keys = []
+        for number, _, found in self._distinct(ends):
+            keys.append(sort_key(found.timestamp, number))
+            if links is not None and found.type in IDENTITY_TYPES:
+                links(found)
         keys.sort()
         with self.path.open("rb") as handle:
             fd = handle.fileno()
@@ -202,10 +217,22 @@ class EventFile:
                     if event is not None:  # None only if the file changed meanwhile
                         yield number, line, event
 
-    def records(self) -> Iterator[tuple[int, bytes, Event]]:
+    def records(
+        self, links: Callable[[Event], None] | None = None
+    ) -> Iterator[tuple[int, bytes, Event]]:
         """(line number, line, event) of the valid, distinct events in time order, as
-        iterating the file gives the events (and keeps its counts)."""
-        numbered = self._distinct() if self.in_time_order() else self._sorted()
+        iterating the file gives the events (and keeps its counts).
+
+        With ``links``, every ``identify`` and ``alias`` event of the file is handed to
+        it before the first record is yielded (and perhaps a few more of them: a
+        duplicate, say); so whoever splits users among workers knows every link first.
+        """
+        if self.in_time_order():
+            if links is not None:
+                self._scan_links(links)
+            numbered = self._distinct()
+        else:
+            numbered = self._sorted(links)
         for record in numbered:
             timestamp = record[2].timestamp
             self.count += 1
@@ -213,6 +240,76 @@ class EventFile:
                 self.first = timestamp
             self.last = timestamp
             yield record
+
+    def tagged(
+        self, links: Callable[[Event], None], tag: Callable[[Event], int]
+    ) -> Iterator[tuple[int, bytes, int, int]]:
+        """(line number, line, tag, time in microseconds since the epoch) of the valid,
+        distinct events in time order whose ``tag(event)`` is not negative. The counts
+        cover every event, as :meth:`records` keeps them, and ``links`` sees every
+        identity event before the first is yielded.
+
+        An unsorted file is read twice, and ``tag`` is called in the first pass: the
+        second pass then decodes nothing, and reads only the lines it yields.
+        """
+        if self.in_time_order():
+            self._scan_links(links)
+            for number, line, event in self._distinct():
+                self.count += 1
+                if self.first is None:
+                    self.first = event.timestamp
+                self.last = event.timestamp
+                mark = tag(event)
+                if mark >= 0:
+                    yield number, line, mark, micros(event.timestamp)
+            return
+        ends = array("q", [0])
+        keys: list[int] = []
+        marks = array("i")  # by line number - 1; -1 where nothing is yielded
+        for number, _, event in self._distinct(ends):
+            keys.append(sort_key(event.timestamp, number))
+            if event.type in IDENTITY_TYPES:
+                links(event)
+            if len(marks) < number - 1:
+                marks.extend(repeat(-1, number - 1 - len(marks)))
+            marks.append(tag(event))
+        if not keys:
+            return
+        keys.sort()
+        self.count = len(keys)
+        self.first = EPOCH + (keys[0] >> INDEX_BITS) * _MICROSECOND
+        self.last = EPOCH + (keys[-1] >> INDEX_BITS) * _MICROSECOND
+        with self.path.open("rb") as handle:
+            fd = handle.fileno()
+            for first in range(0, len(keys), READ_BATCH):
+                batch = [
+                    (key & INDEX_MASK, key >> INDEX_BITS)
+                    for key in keys[first : first + READ_BATCH]
+                    if marks[(key & INDEX_MASK) - 1] >= 0
+                ]
+                if not batch:
+                    continue
+                lines = _read_lines(fd, ends, [number for number, _ in batch])
+                for number, moment in batch:
+                    yield number, lines[number], marks[number - 1], moment
+
+    def _scan_links(self, links: Callable[[Event], None]) -> None:
+        """Hand ``links`` the identity events, reading the file once without keeping or
+        reporting anything. Only lines that could hold one are decoded: a line naming
+        neither type, with no escape that could spell one, holds none. They are found
+        a block at a time, so the other lines cost next to nothing."""
+        rest = b""
+        with self.path.open("rb") as handle:
+            while True:
+                block = handle.read(ORDER_BLOCK)
+                if not block:
+                    _identity_lines(rest, links)
+                    return
+                block = rest + block
+                cut = block.rfind(b"\n") + 1
+                rest = block[cut:]
+                if cut:
+                    _identity_lines(block[:cut], links)
 
     def __iter__(self) -> Iterator[Event]:
         """Valid, distinct events in time order. Raises OSError if the file cannot be read."""
@@ -243,6 +340,34 @@ def _read_lines(fd: int, ends: array[int], numbers: list[int]) -> dict[int, byte
         if number is not None:
             group = [number]
     return lines
+
+
+#: What a line that holds an identity event must contain (an escape may spell a type).
+_IDENTITY_NEEDLES = (b"identify", b"alias", b"\\")
+
+
+def _identity_lines(chunk: bytes, links: Callable[[Event], None]) -> None:
+    """Hand ``links`` the identity events among the whole lines of ``chunk``."""
+    spans: set[tuple[int, int]] = set()
+    for needle in _IDENTITY_NEEDLES:
+        at = chunk.find(needle)
+        while at >= 0:
+            start = chunk.rfind(b"\n", 0, at) + 1
+            end = chunk.find(b"\n", at)
+            if end < 0:
+                end = len(chunk)
+            spans.add((start, end))
+            at = chunk.find(needle, end)
+    for start, end in spans:
+        try:
+            raw = orjson.loads(chunk[start:end])
+            kind = raw.get("type") if type(raw) is dict else None
+            if kind != "identify" and kind != "alias":
+                continue
+            event = parse_message(raw, default_message_id="-")
+        except (orjson.JSONDecodeError, InvalidMessage):
+            continue
+        links(event)
 
 
 def read_events(path: Path) -> list[Event]:

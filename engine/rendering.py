@@ -291,8 +291,18 @@ class TemplateStore:
         return None
 
     def _load(self, name: str, channel: ChannelSpec, locale: str | None) -> MessageParts | None:
-        path = self.path_for(name, channel.name, locale)
-        if path not in self.files:
+        if not self.exists(self.path_for(name, channel.name, locale)):
             return None
-        parts, _problems = compile_template_parts(self.files[path], self.display(path), channel)
+        parts, _problems = self.compile(name, channel, locale)
         return parts
+
+    def compile(
+        self, name: str, channel: ChannelSpec, locale: str | None
+    ) -> tuple[MessageParts, list[str]]:
+        """Compile the file of ``name`` on ``channel`` in ``locale`` (a directory, None for
+        the default) and keep it for rendering: (parts, problems). The file must exist.
+        Raises jinja2.TemplateSyntaxError when it does not parse."""
+        path = self.path_for(name, channel.name, locale)
+        parts, problems = compile_template_parts(self.files[path], self.display(path), channel)
+        self._cache[(name, channel.name, locale or "")] = parts
+        return parts, problems

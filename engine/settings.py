@@ -64,6 +64,9 @@ class Settings(ChannelSettings):
     body_timeout: float = Field(default=10.0, gt=0)
     event_retention: timedelta | None = None
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: Processes `journey simulate` splits users among; None: one per core, for files
+    #: large enough to gain from it (``--workers`` overrides it).
+    simulate_workers: int | None = Field(default=None, ge=1, le=64)
 
     @field_validator("event_retention", mode="before")
     @classmethod

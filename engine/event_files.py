@@ -24,6 +24,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import repeat
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -74,7 +75,7 @@ _TIMESTAMP_MENTION = re.compile(
 ORDER_BLOCK = 1 << 20
 
 
-def _blocks_in_order(handle: BinaryIO) -> bool:
+def _blocks_in_order(handle: BinaryIO, seen: Callable[[bytes], None] | None = None) -> bool:
     """True when the file is surely in time order, read a block of whole lines at a
     time without decoding them; False when that cannot be told so (the lines must
     then be decoded, which gives the exact answer).
@@ -105,6 +106,8 @@ def _blocks_in_order(handle: BinaryIO) -> bool:
             if len(set(map(len, times))) != 1 or times != sorted(times):
                 return False
             previous = times[-1]
+        if seen is not None:
+            seen(lines)
         if not block:
             return True
 
@@ -134,12 +137,17 @@ class EventFile:
     first: datetime | None = None
     last: datetime | None = None
 
-    def in_time_order(self) -> bool:
-        """Whether the file's timestamps never go backwards (a cheap first pass)."""
+    def in_time_order(self, links: Callable[[Event], None] | None = None) -> bool:
+        """Whether the file's timestamps never go backwards (a cheap first pass). When
+        they do not, ``links`` has seen every identity event of the file (perhaps twice)."""
+        seen = None if links is None else partial(_identity_lines, links=links)
         with self.path.open("rb") as handle:
-            if _blocks_in_order(handle):
+            if _blocks_in_order(handle, seen):
                 return True
-        return self._lines_in_order()
+        in_order = self._lines_in_order()
+        if in_order and links is not None:
+            self._scan_links(links)
+        return in_order
 
     def _lines_in_order(self) -> bool:
         """:meth:`in_time_order`, decoding every line."""
@@ -193,18 +201,11 @@ class EventFile:
                 seen.add(event.message_id)
                 yield number, line, event
 
-    def _sorted(
-        self, links: Callable[[Event], None] | None = None
-    ) -> Iterator[tuple[int, bytes, Event]]:
+    def _sorted(self) -> Iterator[tuple[int, bytes, Event]]:
         """(line number, line, event) of the distinct events in time order, holding a sort
-        key per event and an offset per line. ``links`` sees the identity events of the
-        first pass."""
+        key per event and an offset per line."""
         ends = array("q", [0])
-        keys = []
-        for number, _, found in self._distinct(ends):
-            keys.append(sort_key(found.timestamp, number))
-            if links is not None and found.type in IDENTITY_TYPES:
-                links(found)
+        keys = [sort_key(event.timestamp, number) for number, _, event in self._distinct(ends)]
         keys.sort()
         with self.path.open("rb") as handle:
             fd = handle.fileno()
@@ -217,22 +218,10 @@ class EventFile:
                     if event is not None:  # None only if the file changed meanwhile
                         yield number, line, event
 
-    def records(
-        self, links: Callable[[Event], None] | None = None
-    ) -> Iterator[tuple[int, bytes, Event]]:
+    def records(self) -> Iterator[tuple[int, bytes, Event]]:
         """(line number, line, event) of the valid, distinct events in time order, as
-        iterating the file gives the events (and keeps its counts).
-
-        With ``links``, every ``identify`` and ``alias`` event of the file is handed to
-        it before the first record is yielded (and perhaps a few more of them: a
-        duplicate, say); so whoever splits users among workers knows every link first.
-        """
-        if self.in_time_order():
-            if links is not None:
-                self._scan_links(links)
-            numbered = self._distinct()
-        else:
-            numbered = self._sorted(links)
+        iterating the file gives the events (and keeps its counts)."""
+        numbered = self._distinct() if self.in_time_order() else self._sorted()
         for record in numbered:
             timestamp = record[2].timestamp
             self.count += 1
@@ -242,7 +231,10 @@ class EventFile:
             yield record
 
     def tagged(
-        self, links: Callable[[Event], None], tag: Callable[[Event], int]
+        self,
+        links: Callable[[Event], None],
+        tag: Callable[[Event], int],
+        tagged_all: Callable[[], None] | None = None,
     ) -> Iterator[tuple[int, bytes, int, int]]:
         """(line number, line, tag, time in microseconds since the epoch) of the valid,
         distinct events in time order whose ``tag(event)`` is not negative. The counts
@@ -250,10 +242,10 @@ class EventFile:
         identity event before the first is yielded.
 
         An unsorted file is read twice, and ``tag`` is called in the first pass: the
-        second pass then decodes nothing, and reads only the lines it yields.
+        second pass then decodes nothing, and reads only the lines it yields. Then
+        ``tagged_all`` is called between the passes, once every event is tagged.
         """
-        if self.in_time_order():
-            self._scan_links(links)
+        if self.in_time_order(links):
             for number, line, event in self._distinct():
                 self.count += 1
                 if self.first is None:
@@ -273,6 +265,8 @@ class EventFile:
             if len(marks) < number - 1:
                 marks.extend(repeat(-1, number - 1 - len(marks)))
             marks.append(tag(event))
+        if tagged_all is not None:
+            tagged_all()
         if not keys:
             return
         keys.sort()

@@ -74,12 +74,13 @@ def render_message(
         "user_id": ref.user_id,
         "now": now,
         "message_id": ref.message_id,
-        "unsubscribe_url": unsubscribe_url(
+    }
+    if parts.reads("unsubscribe_url"):  # signing is a good part of a short message's cost
+        scope["unsubscribe_url"] = unsubscribe_url(
             public_url,
             ref.message_id,
             user_key=user_key,
             channel=ref.channel,
             secret_key=secret_key,
-        ),
-    }
+        )
     return parts.render(scope)

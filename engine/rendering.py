@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from engine.channels import ChannelSpec
 from engine.errors import RenderError
@@ -88,6 +89,8 @@ class PartSource:
     block: str | None = None
     #: The template defines macros or variables at its top level, which blocks may use.
     has_definitions: bool = False
+    #: The names the template reads from the render scope (None: any of them).
+    reads: frozenset[str] | None = None
 
     def render_function(self) -> Callable[[jinja2.runtime.Context], Iterator[str]]:
         if self.block is None:
@@ -110,6 +113,10 @@ class MessageParts:
             (part, source, source.render_function()) for part, source in self.parts.items()
         )
         object.__setattr__(self, "_plan", plan)
+
+    def reads(self, name: str) -> bool:
+        """Whether some part may read ``name`` from the scope (so it must be worked out)."""
+        return any(source.reads is None or name in source.reads for source in self.parts.values())
 
     def render(self, scope: Mapping[str, Any]) -> dict[str, str]:
         """Render every part; raises RenderError naming the part and the cause."""
@@ -167,8 +174,9 @@ def compile_template_parts(
     blocks = set(text_template.blocks)
     parts: dict[str, PartSource] = {}
     problems: list[str] = []
+    reads = _reads(source)
     if not blocks and channel.single_part:
-        parts[channel.single_part] = PartSource(text_template)
+        parts[channel.single_part] = PartSource(text_template, reads=reads)
         return MessageParts(origin, parts), problems
     html_template = _HTML_ENV.from_string(source) if blocks & HTML_PARTS else None
     definitions = _has_definitions(source)
@@ -181,13 +189,19 @@ def compile_template_parts(
                 )
             continue
         template = html_template if part in HTML_PARTS and html_template else text_template
-        parts[part] = PartSource(template, part, definitions)
+        parts[part] = PartSource(template, part, definitions, reads)
     return MessageParts(origin, parts), problems
 
 
 def compile_inline_part(source: str, part: str) -> PartSource:
     """Compile one inline part (journey-file text). Raises jinja2.TemplateSyntaxError."""
-    return PartSource(_env_for(part).from_string(source))
+    return PartSource(_env_for(part).from_string(source), reads=_reads(source))
+
+
+def _reads(source: str) -> frozenset[str]:
+    """The names a template reads from its scope. Exact: a template includes no other
+    (there is no loader), and no name can be looked up by a computed string."""
+    return frozenset(jinja2.meta.find_undeclared_variables(_TEXT_ENV.parse(source)))
 
 
 def locale_chain(locale: object) -> tuple[str, ...]:

@@ -43,7 +43,7 @@ from typing import IO, Any, NoReturn
 import orjson
 
 from engine.catalog import Project
-from engine.event_files import EPOCH, EventFile, micros
+from engine.event_files import EPOCH, EventFile
 from engine.events import Event
 from engine.processor import UserState
 from engine.runs import RunState, ScheduleTimer
@@ -154,13 +154,22 @@ def _read(file: EventFile, wanted: Callable[[Event], bool], fds: list[int]) -> N
         pipes[to].write(body)
         del ticks[to][:]
 
+    weights = array("q")  # events per key
+
     def key_id(event: Event) -> int:
-        return shards.key_id(event) if wanted(event) else -1
+        if not wanted(event):
+            return -1
+        key = shards.key_id(event)
+        if key < len(weights):
+            weights[key] += 1
+        else:
+            weights.append(1)
+        return key
 
     shard = shards.shard
     try:
         try:
-            tagged = file.tagged(shards.learn, key_id)
+            tagged = file.tagged(shards.learn, key_id, lambda: shards.balance(weights))
             for place, (number, line, key, moment) in enumerate(tagged):
                 read = file.count
                 owner = shard(key)
@@ -218,7 +227,7 @@ class _Worker(Simulation):
 
     def apply_at(self, place: int, event: Event) -> None:
         now = event.timestamp
-        if self.timers and self.timers[0][0] <= now:
+        if self.timers and self.timers[0][3] <= now:
             self.fire_at(place, now)
         self.action += 1
         self.set_here = 0
@@ -228,8 +237,8 @@ class _Worker(Simulation):
     def fire_at(self, place: int, moment: datetime) -> None:
         """Fire every timer due at or before ``moment``, each its own record at ``place``."""
         timers, owners, book = self.timers, self.timer_owner, self.book
-        while timers and timers[0][0] <= moment:
-            due, _, timer_id = heapq.heappop(timers)
+        while timers and timers[0][3] <= moment:
+            due_micros, _, timer_id, due = heapq.heappop(timers)
             owner = owners.pop(timer_id, None)
             if owner is None:
                 continue  # cancelled
@@ -240,7 +249,7 @@ class _Worker(Simulation):
             user = book.users.get(book.identities.owner(key))
             if user is not None:
                 self.processor.fire(user, run_id, timer_id, due)
-            self.record(place, micros(due), setter, number)
+            self.record(place, due_micros, setter, number)
 
     def record(self, place: int, due: int, setter: int, number: int) -> None:
         lines = self.lines
@@ -371,7 +380,7 @@ def _tick(worker: _Worker, ticks: array[int]) -> None:
     timers = worker.timers
     if not timers:
         return
-    due = micros(timers[0][0])
+    due = timers[0][0]
     if ticks[-1] < due:
         return
     for index in range(0, len(ticks), 2):
@@ -380,7 +389,7 @@ def _tick(worker: _Worker, ticks: array[int]) -> None:
             worker.fire_at(ticks[index], EPOCH + moment * _ONE_MICROSECOND)
             if not timers:
                 return
-            due = micros(timers[0][0])
+            due = timers[0][0]
 
 
 # -- the merge ----------------------------------------------------------------------

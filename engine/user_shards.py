@@ -5,11 +5,15 @@ A user's inputs never touch another user's state, except where ids are linked
 are ever linked, or merely asked to be, go to the same worker: every link
 attempt of the file joins its ids' groups before the first event is routed. A
 link the engine refuses (the first link of an id wins) still joins the groups,
-which costs balance, never correctness.
+which costs balance, never correctness. Groups go to workers by a hash of their
+ids, or, when the work of each is known beforehand (a file that is sorted is read
+whole first), heaviest first to the least loaded worker.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Sequence
 from zlib import crc32
 
 from engine.events import Event
@@ -66,6 +70,25 @@ class UserShards:
             root = self._root(key) if key in self._parent else key
             shard = self._shards[key_id] = crc32(root.encode()) % self.count
         return shard
+
+    def balance(self, weights: Sequence[int]) -> None:
+        """Give every key known so far its worker, evening out the workers' loads, where
+        ``weights[key_id]`` is the work of a key (its events). Each group of linked ids
+        goes whole, the heaviest first, to the worker with the least so far."""
+        groups: dict[str, int] = {}
+        roots: list[str] = []
+        parent = self._parent
+        for key_id, key in enumerate(self._keys):
+            root = self._root(key) if key in parent else key
+            roots.append(root)
+            groups[root] = groups.get(root, 0) + (weights[key_id] if key_id < len(weights) else 0)
+        loads = [(0, shard) for shard in range(self.count)]
+        placed: dict[str, int] = {}
+        for root, weight in sorted(groups.items(), key=lambda item: (-item[1], item[0])):
+            load, shard = loads[0]
+            placed[root] = shard
+            heapq.heapreplace(loads, (load + weight, shard))
+        self._shards = [placed[root] for root in roots]
 
     def of(self, event: Event) -> int:
         """The worker that applies ``event``; ask once every link is learnt."""

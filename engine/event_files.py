@@ -139,7 +139,7 @@ class EventFile:
 
     def in_time_order(self, links: Callable[[Event], None] | None = None) -> bool:
         """Whether the file's timestamps never go backwards (a cheap first pass). When
-        they do not, ``links`` has seen every identity event of the file (perhaps twice)."""
+        they do, ``links`` has seen every identity event of the file (some perhaps twice)."""
         seen = None if links is None else partial(_identity_lines, links=links)
         with self.path.open("rb") as handle:
             if _blocks_in_order(handle, seen):
@@ -341,7 +341,10 @@ _IDENTITY_NEEDLES = (b"identify", b"alias", b"\\")
 
 
 def _identity_lines(chunk: bytes, links: Callable[[Event], None]) -> None:
-    """Hand ``links`` the identity events among the whole lines of ``chunk``."""
+    """Hand ``links`` the identity events among the whole lines of ``chunk``. Only the
+    ids matter: where they are text, a line is not validated further (a link too many
+    costs the split of users its balance, never its correctness); anything else is
+    read as the parser reads it (a number is an id too)."""
     spans: set[tuple[int, int]] = set()
     for needle in _IDENTITY_NEEDLES:
         at = chunk.find(needle)
@@ -355,11 +358,18 @@ def _identity_lines(chunk: bytes, links: Callable[[Event], None]) -> None:
     for start, end in spans:
         try:
             raw = orjson.loads(chunk[start:end])
-            kind = raw.get("type") if type(raw) is dict else None
-            if kind != "identify" and kind != "alias":
-                continue
+        except orjson.JSONDecodeError:
+            continue
+        kind = raw.get("type") if type(raw) is dict else None
+        if kind != "identify" and kind != "alias":
+            continue
+        ids = (raw.get("userId"), raw.get("anonymousId"), raw.get("previousId"))
+        if all(value is None or type(value) is str for value in ids):
+            links(Event(kind, None, "", ids[0], ids[1], EPOCH, {}, {}, ids[2]))
+            continue
+        try:
             event = parse_message(raw, default_message_id="-")
-        except (orjson.JSONDecodeError, InvalidMessage):
+        except InvalidMessage:
             continue
         links(event)
 

@@ -107,16 +107,22 @@ class MessageParts:
     _plan: tuple[tuple[str, PartSource, Callable[[jinja2.runtime.Context], Iterator[str]]], ...] = (
         field(init=False, repr=False, compare=False)
     )
+    _reads: frozenset[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         plan = tuple(
             (part, source, source.render_function()) for part, source in self.parts.items()
         )
         object.__setattr__(self, "_plan", plan)
+        sources = self.parts.values()
+        names: frozenset[str] | None = None
+        if all(source.reads is not None for source in sources):
+            names = frozenset().union(*(source.reads or () for source in sources))
+        object.__setattr__(self, "_reads", names)
 
     def reads(self, name: str) -> bool:
         """Whether some part may read ``name`` from the scope (so it must be worked out)."""
-        return any(source.reads is None or name in source.reads for source in self.parts.values())
+        return self._reads is None or name in self._reads
 
     def render(self, scope: Mapping[str, Any]) -> dict[str, str]:
         """Render every part; raises RenderError naming the part and the cause."""

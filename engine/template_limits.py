@@ -121,6 +121,8 @@ def spend(steps: int = 1) -> None:
 def weight(value: Any, limit: int = MAX_TEXT) -> int:
     """How many characters ``value`` stands for written out (text, and the text inside
     lists and dicts), counted up to just past ``limit``."""
+    if type(value) is str:  # most of what is weighed: one look, no steps
+        return len(value)
     total = 0
     stack = [value]
     visited = 0
@@ -138,7 +140,8 @@ def weight(value: Any, limit: int = MAX_TEXT) -> int:
             stack.extend(item.values())
         else:
             total += 1
-    spend(visited // 64)
+    if visited >= 64:
+        spend(visited // 64)
     return total
 
 
@@ -350,10 +353,13 @@ def _check_filter_arguments(
             _refuse_over(len(value) * (len(wrap) + 1), "the wrapped text")
 
 
+_WRITTEN_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def check_output(value: Any) -> Any:
     """What ``{{ value }}`` writes (the sandbox's ``finalize``): a list or dict is weighed
     before it is turned into text."""
-    if isinstance(value, list | tuple | dict | set):
+    if type(value) not in _WRITTEN_AS_IS and isinstance(value, list | tuple | dict | set):
         check_size(value, "the value written")
     return value
 

@@ -312,3 +312,26 @@ def test_resolve_on_missing_root_is_none(tmp_path: Path) -> None:
     store = TemplateStore.from_directory(tmp_path / "absent")
     assert store.resolve("cart/nudge", channel("sms"), "zh-CN") is None
     assert store.variants("cart/nudge", "sms") == []
+
+
+def test_parts_know_the_names_they_read() -> None:
+    """The unsubscribe link is signed only for a message whose template shows it."""
+    email = get_channel("email")
+    assert email is not None
+    with_link, _ = compile_template_parts(
+        "{% block subject %}Hi {{ profile.name }}{% endblock %}"
+        "{% block html %}<a href='{{ unsubscribe_url }}'>stop</a>{% endblock %}",
+        "t",
+        email,
+    )
+    without, _ = compile_template_parts(
+        "{% block subject %}Hi{% endblock %}{% block html %}{{ message_id }}{% endblock %}",
+        "t",
+        email,
+    )
+    assert with_link.reads("unsubscribe_url") and with_link.reads("profile")
+    assert not without.reads("unsubscribe_url") and without.reads("message_id")
+    inline = compile_inline_part(
+        "{{ user_id }} {% if unsubscribe_url is defined %}x{% endif %}", "text"
+    )
+    assert inline.reads == frozenset({"user_id", "unsubscribe_url"})

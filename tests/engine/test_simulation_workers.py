@@ -319,3 +319,31 @@ def test_an_unreadable_file_is_reported(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(EventFile, "in_time_order", unreadable)
     with pytest.raises(PermissionError):
         simulate_in_workers(PROJECT, file, 2, horizon_after, lambda chunk: None, lambda n: None)
+
+
+def test_links_are_found_however_the_ids_are_written(tmp_path: Path) -> None:
+    """The scan for links reads ids as the parser does: a number is an id, an escaped
+    type is still an identify, and a line that only mentions one is no link."""
+    lines = [
+        {
+            "type": "identify",
+            "userId": 123,
+            "anonymousId": "v1",
+            "timestamp": at(0),
+            "messageId": "a",
+        },
+        '{"type": "\\u0069dentify", "userId": "u2", "anonymousId": "v2", '
+        f'"timestamp": "{at(1)}", "messageId": "b"}}',
+        {
+            "type": "track",
+            "event": "alias identify",
+            "userId": "u3",
+            "anonymousId": "v3",
+            "timestamp": at(2),
+            "messageId": "c",
+        },
+    ]
+    path = write(tmp_path / "links.jsonl", lines)
+    learnt: list[tuple[Any, ...]] = []
+    EventFile(path).in_time_order(lambda e: learnt.append((e.user_id, e.anonymous_id)))
+    assert sorted(learnt) == [("123", "v1"), ("u2", "v2")]

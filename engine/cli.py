@@ -24,7 +24,7 @@ from engine.events import Event
 from engine.progress import Advance, count_lines, progress_bar, shows_progress
 from engine.project import Project, compile_project
 from engine.simulate import Simulation, Summary, collected_by_hand
-from engine.simulation_workers import simulate_in_workers
+from engine.simulation_workers import WorkerSimulation
 from engine.spec import Journey, Policies
 
 DEFAULT_HORIZON = timedelta(days=30)
@@ -116,14 +116,19 @@ def simulate(
 ) -> int:
     """Run the journeys over an event stream on a virtual clock; print what would be sent."""
     horizon = _parse_until(until) if until else None
+    count = _worker_count(workers, events_file, stats) if events_file.is_file() else 1
+    if count is None:
+        return 1
+    stream = EventFile(events_file)
+    # Split among workers, the file is first read while the journeys compile.
+    split = WorkerSimulation(stream, count) if count > 1 else None
     project = _compile(journeys_dir, templates, sys.stderr)
     if project is None:
+        if split is not None:
+            split.cancel()
         return 1
     if not events_file.is_file():
         print(f"{events_file}: cannot read events: no such file", file=sys.stderr)
-        return 1
-    count = _worker_count(workers, events_file, stats)
-    if count is None:
         return 1
     out = sys.stdout
     binary = getattr(out, "buffer", None)  # the lines are UTF-8 JSON already
@@ -135,16 +140,15 @@ def simulate(
         else:
             out.write(lines.decode())
 
-    stream = EventFile(events_file)
     watcher = SimulationStats(project) if stats else None
     simulation: Simulation | None = None
+    if split is not None:
+        split.start(project, lambda last: _horizon(horizon, last))
     try:
         total = count_lines(str(events_file)) if shows_progress() else None
         with progress_bar("simulating", total) as advance:
-            if count > 1:
-                outcome = simulate_in_workers(
-                    project, stream, count, lambda last: _horizon(horizon, last), write, advance
-                )
+            if split is not None:
+                outcome = split.merge(write, advance)
                 summary, users = outcome.summary, outcome.users
             else:
                 simulation = _simulate_here(project, stream, watcher, horizon, write, advance)

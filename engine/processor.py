@@ -12,7 +12,7 @@ outbox in the database), which differ only in their :class:`UserBook` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -137,6 +137,17 @@ class Effects(Protocol):
         """A run is gone: merged away, or ended with no conversion window left."""
 
 
+def acts_on(event: Event, names: Container[str]) -> bool:
+    """Whether applying ``event`` can do anything, where ``names`` are the events the
+    current journeys listen to: identity and traits, and those events. Any other event
+    changes nothing."""
+    kind = event.type
+    if kind == "identify" or kind == "alias":
+        return True
+    name = event.name
+    return name is not None and name in names
+
+
 class Processor:
     """Applies events, fired timers and delivery results to users' runs.
 
@@ -214,13 +225,8 @@ class Processor:
                 self.carry_out(user, journey, transition, now)
 
     def acts_on(self, event: Event) -> bool:
-        """Whether :meth:`apply` does anything with ``event``: identity and traits, and
-        the events the current journeys listen to. Any other event changes nothing."""
-        kind = event.type
-        if kind == "identify" or kind == "alias":
-            return True
-        name = event.name
-        return name is not None and name in self.catalog.current.by_event
+        """Whether :meth:`apply` does anything with ``event`` (see :func:`acts_on`)."""
+        return acts_on(event, self.catalog.current.by_event)
 
     def fire(self, user: UserState, run_id: str, timer_id: str, now: datetime) -> None:
         """A timer of ``run_id`` came due at ``now``."""

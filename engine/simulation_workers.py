@@ -31,6 +31,7 @@ import marshal
 import os
 import pickle
 import queue
+import signal
 import struct
 import threading
 from array import array
@@ -45,7 +46,7 @@ import orjson
 from engine.catalog import Project
 from engine.event_files import EPOCH, EventFile
 from engine.events import Event
-from engine.processor import UserState
+from engine.processor import UserState, acts_on
 from engine.runs import RunState, ScheduleTimer
 from engine.simulate import Simulation, Summary, collected_by_hand
 from engine.user_shards import UserShards
@@ -79,6 +80,80 @@ class Outcome:
     users: int
 
 
+class WorkerSimulation:
+    """A simulation of ``file`` on ``workers`` forked workers.
+
+    The reader is forked at once, so that its first pass over the file (the order check,
+    the search for linked ids) runs while the journeys are compiled; it waits for the
+    compiled journeys' event names before it routes a single event. Then :meth:`start`
+    and :meth:`merge`, or :meth:`cancel` when there is nothing to simulate.
+    """
+
+    def __init__(self, file: EventFile, workers: int) -> None:
+        self.file = file
+        self.workers = workers
+        self.to_workers: list[int] = []  # what the workers read
+        reader_ends: list[int] = []
+        for _ in range(workers):
+            worker_in, reader_out = os.pipe()
+            _widen(reader_out)
+            self.to_workers.append(worker_in)
+            reader_ends.append(reader_out)
+        names_in, self.names_out = os.pipe()
+        self.reader = os.fork()
+        if self.reader == 0:
+            for fd in (*self.to_workers, self.names_out):
+                os.close(fd)
+            _read(file, names_in, reader_ends)
+        os.close(names_in)
+        for fd in reader_ends:
+            os.close(fd)
+
+    def cancel(self) -> None:
+        """Stop the reader: nothing will be simulated."""
+        for fd in (*self.to_workers, self.names_out):
+            os.close(fd)
+        os.kill(self.reader, signal.SIGKILL)
+        os.waitpid(self.reader, 0)
+
+    def start(
+        self, project: Project, horizon_after: Callable[[datetime | None], datetime | None]
+    ) -> None:
+        """Fork the workers for ``project`` and tell the reader what to send them.
+        ``horizon_after(last event's time)`` says up to when timers fire at the end."""
+        self.from_workers: list[int] = []
+        self.pids = [self.reader]
+        for worker_in in self.to_workers:
+            main_in, worker_out = os.pipe()
+            _widen(worker_out)
+            pid = os.fork()
+            if pid == 0:
+                others = [fd for fd in self.to_workers if fd != worker_in]
+                for fd in (*others, *self.from_workers, self.names_out, main_in):
+                    os.close(fd)
+                _work(project, self.file, horizon_after, worker_in, worker_out)
+            os.close(worker_out)
+            self.from_workers.append(main_in)
+            self.pids.append(pid)
+        for fd in self.to_workers:
+            os.close(fd)
+        try:
+            with os.fdopen(self.names_out, "wb") as names:
+                names.write(pickle.dumps(frozenset(project.by_event)))
+        except BrokenPipeError:
+            pass  # the reader stopped early (an unreadable file): the workers say why
+
+    def merge(self, write: Callable[[bytes], None], advance: Callable[[float], None]) -> Outcome:
+        """Write the merged trace with ``write`` as the workers make it; afterwards the
+        file holds the counts and errors, as if iterated here. Raises OSError when the
+        file cannot be read, RuntimeError when a worker fails."""
+        try:
+            return _merge([_Source(fd) for fd in self.from_workers], self.file, write, advance)
+        finally:
+            for pid in self.pids:
+                os.waitpid(pid, 0)
+
+
 def simulate_in_workers(
     project: Project,
     file: EventFile,
@@ -87,42 +162,10 @@ def simulate_in_workers(
     write: Callable[[bytes], None],
     advance: Callable[[float], None],
 ) -> Outcome:
-    """Simulate ``file`` on ``workers`` forked workers, writing the merged trace with
-    ``write``. ``horizon_after(last event's time)`` says up to when timers fire at the
-    end. Afterwards ``file`` holds the counts and errors, as if iterated here. Raises
-    OSError when the file cannot be read, RuntimeError when a worker fails."""
-    wanted = Simulation(project, lambda line: None).processor.acts_on
-    to_workers: list[int] = []
-    from_workers: list[int] = []
-    pids: list[int] = []
-    for _ in range(workers):
-        worker_in, reader_out = os.pipe()
-        main_in, worker_out = os.pipe()
-        _widen(reader_out)
-        _widen(worker_out)
-        pid = os.fork()
-        if pid == 0:
-            for fd in (*to_workers, *from_workers, reader_out, main_in):
-                os.close(fd)
-            _work(project, file, horizon_after, worker_in, worker_out)
-        os.close(worker_in)
-        os.close(worker_out)
-        to_workers.append(reader_out)
-        from_workers.append(main_in)
-        pids.append(pid)
-    pid = os.fork()
-    if pid == 0:
-        for fd in from_workers:
-            os.close(fd)
-        _read(file, wanted, to_workers)
-    pids.append(pid)
-    for fd in to_workers:
-        os.close(fd)
-    try:
-        return _merge([_Source(fd) for fd in from_workers], file, write, advance)
-    finally:
-        for pid in pids:
-            os.waitpid(pid, 0)
+    """:class:`WorkerSimulation` of ``file`` for ``project``, started and merged."""
+    simulation = WorkerSimulation(file, workers)
+    simulation.start(project, horizon_after)
+    return simulation.merge(write, advance)
 
 
 def _widen(fd: int) -> None:
@@ -138,11 +181,24 @@ def _widen(fd: int) -> None:
 # -- the reader ---------------------------------------------------------------------
 
 
-def _read(file: EventFile, wanted: Callable[[Event], bool], fds: list[int]) -> NoReturn:
+def _read(file: EventFile, names_fd: int, fds: list[int]) -> NoReturn:
     """Send every wanted event of ``file`` to its user's worker and a tick to the others,
-    then the file's counts (or what went wrong) to all; exit."""
+    then the file's counts (or what went wrong) to all; exit. The event names the
+    journeys act on come through ``names_fd`` once they are compiled (nothing: exit)."""
     code = 0
     shards = UserShards(len(fds))
+    names: frozenset[str] | None = None
+
+    def wanted(event: Event) -> bool:
+        nonlocal names
+        if names is None:
+            with os.fdopen(names_fd, "rb") as pipe:
+                told = pipe.read()
+            if not told:
+                os._exit(0)  # cancelled
+            names = pickle.loads(told)
+        return acts_on(event, names)
+
     pipes = [os.fdopen(fd, "wb", buffering=_CHUNK) for fd in fds]
     ticks = [array("q") for _ in fds]
     pack = _INPUT.pack

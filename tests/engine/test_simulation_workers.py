@@ -347,3 +347,28 @@ def test_links_are_found_however_the_ids_are_written(tmp_path: Path) -> None:
     learnt: list[tuple[Any, ...]] = []
     EventFile(path).in_time_order(lambda e: learnt.append((e.user_id, e.anonymous_id)))
     assert sorted(learnt) == [("123", "v1"), ("u2", "v2")]
+
+
+def test_a_journey_that_does_not_compile_stops_the_reader(tmp_path: Path) -> None:
+    journeys = tmp_path / "journeys"
+    journeys.mkdir()
+    (journeys / "broken.yaml").write_text("id: broken\ntrigger: {event: 'X'}\nsteps: [\n")
+    path = write(tmp_path / "events.jsonl", busy_stream(5, users=10, events=200))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "simulate",
+            "--workers",
+            "2",
+            str(journeys),
+            str(path),
+        ],
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stdout == b""
+    assert b"broken.yaml" in done.stderr

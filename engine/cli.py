@@ -24,7 +24,7 @@ from engine.events import Event
 from engine.progress import Advance, count_lines, progress_bar, shows_progress
 from engine.project import Project, compile_project
 from engine.simulate import Simulation, Summary, collected_by_hand
-from engine.simulation_workers import WorkerSimulation
+from engine.simulation_workers import WorkerFailed, WorkerSimulation
 from engine.spec import Journey, Policies
 
 DEFAULT_HORIZON = timedelta(days=30)
@@ -155,6 +155,9 @@ def simulate(
                 summary, users = simulation.summary, len(simulation.users)
     except OSError as exc:
         print(f"{events_file}: cannot read events: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except WorkerFailed as exc:
+        print(f"journey simulate: {exc}; the trace above is incomplete", file=sys.stderr)
         return 1
     horizon = _horizon(horizon, stream.last)
     out.flush()

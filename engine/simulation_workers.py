@@ -72,6 +72,10 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 Record = tuple[int, int, int, int, int, bytes, tuple[int, ...]]
 
 
+class WorkerFailed(Exception):
+    """A process of the simulation failed or was killed; the trace is incomplete."""
+
+
 @dataclass
 class Outcome:
     """What the workers simulated, for the summary."""
@@ -146,7 +150,7 @@ class WorkerSimulation:
     def merge(self, write: Callable[[bytes], None], advance: Callable[[float], None]) -> Outcome:
         """Write the merged trace with ``write`` as the workers make it; afterwards the
         file holds the counts and errors, as if iterated here. Raises OSError when the
-        file cannot be read, RuntimeError when a worker fails."""
+        file cannot be read, WorkerFailed when a process of the simulation fails."""
         try:
             return _merge([_Source(fd) for fd in self.from_workers], self.file, write, advance)
         finally:
@@ -409,7 +413,7 @@ def _apply_all(
     while True:
         header = read(header_size)
         if len(header) < header_size:
-            raise EOFError(f"{file.path}: the reader stopped without a word")
+            raise WorkerFailed(f"the reader of {file.path} stopped (killed?) before the end")
         kind, place, number, worker.read, length = unpack(header)
         body = read(length)
         if kind == _LINE:
@@ -466,19 +470,26 @@ class _Source:
 
     def _pump(self, fd: int) -> None:
         size, unpack = _OUTPUT.size, _OUTPUT.unpack
+        died = WorkerFailed("a simulation worker stopped (killed?) before the end")
         with os.fdopen(fd, "rb", buffering=_CHUNK) as pipe:
             while True:
                 header = pipe.read(size)
                 if len(header) < size:
-                    self.frames.put((_BROKEN, RuntimeError("a simulation worker died")))
+                    self.frames.put((_BROKEN, died))
                     return
                 kind, length = unpack(header)
                 body = pipe.read(length)
-                if kind == _RECORDS:
-                    self.frames.put((kind, marshal.loads(body)))
-                    continue
-                self.frames.put((kind, pickle.loads(body)))
-                return
+                if len(body) < length:
+                    self.frames.put((_BROKEN, died))
+                    return
+                try:
+                    frame = marshal.loads(body) if kind == _RECORDS else pickle.loads(body)
+                except Exception as exc:  # whatever it is, the merge must hear of it
+                    self.frames.put((_BROKEN, WorkerFailed(f"unreadable worker output: {exc}")))
+                    return
+                self.frames.put((kind, frame))
+                if kind != _RECORDS:
+                    return
 
     def next(self) -> Record | None:
         """The next record; None once the worker is done (``ending`` then holds its end)."""
@@ -491,11 +502,9 @@ class _Source:
                 self.ending = body
                 return None
             else:
-                raise (
-                    body
-                    if isinstance(body, OSError)
-                    else RuntimeError(f"a simulation worker failed: {body!r}")
-                )
+                if isinstance(body, OSError | WorkerFailed):
+                    raise body
+                raise WorkerFailed(f"a simulation worker failed: {body!r}")
         record = self.records[self.at]
         self.at += 1
         return record

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -372,3 +375,42 @@ def test_a_journey_that_does_not_compile_stops_the_reader(tmp_path: Path) -> Non
     assert done.returncode == 1
     assert done.stdout == b""
     assert b"broken.yaml" in done.stderr
+
+
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+@pytest.mark.parametrize("victim", ["reader", "worker"])
+def test_a_killed_process_fails_the_simulation_cleanly(tmp_path: Path, victim: str) -> None:
+    """kill -9 of the reader or of a worker: the command says so and exits 1; nothing
+    hangs and no process is left behind."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import send_heavy_stream
+
+    path = tmp_path / "events.jsonl"
+    send_heavy_stream.write_stream(path, 60_000, 4_000, 5)
+    journeys = ROOT / "benchmarks" / "send_heavy" / "journeys"
+    command = [sys.executable, "-m", "engine.cli", "simulate", "--workers", "2"]
+    process = subprocess.Popen(
+        [*command, str(journeys), str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    children: list[int] = []
+    for _ in range(200):  # the reader first, then the two workers
+        children = _children(process.pid)
+        if len(children) == 3:
+            break
+        time.sleep(0.02)
+    assert len(children) == 3, children
+    time.sleep(0.3)
+    os.kill(children[0] if victim == "reader" else children[2], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert b"the trace above is incomplete" in stderr
+    assert b"Traceback" not in stderr
+    for child in children:
+        assert (
+            not Path(f"/proc/{child}").exists()
+            or b"zombie" in Path(f"/proc/{child}/status").read_bytes().lower()
+        )

@@ -360,9 +360,10 @@ def main() -> None:
     for name, source in JOURNEYS.items():
         (root / "journeys" / f"{name}.yaml").write_text(textwrap.dedent(source))
     try:
-        with redis_server(root) as broker, fresh_postgres_database(
-            args.postgres, "journey_bench"
-        ) as database_url:
+        with (
+            redis_server(root) as broker,
+            fresh_postgres_database(args.postgres, "journey_bench") as database_url,
+        ):
             run(
                 root,
                 broker,

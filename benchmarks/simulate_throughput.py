@@ -15,9 +15,11 @@ Streams (generated once, deterministic, cached under benchmarks/.cache/):
   were received, not in time order, so it must be sorted (``send_heavy_stream.py``).
 
 Each simulation runs `journey simulate` as the console script does, in a fresh process
-of its own, which reports its wall time, CPU time and peak RSS; the trace goes to a file.
-A process the simulation starts (the reader of the event file) counts too: its CPU time
-is added, and so is its peak RSS (the sum bounds the two processes' peak together).
+of its own, which reports its wall time and CPU time; the trace goes to a file. The
+processes the simulation starts (the reader of the event file, the workers) count too:
+their CPU time is added. Peak memory is that of all the simulation's processes together,
+sampled every 50 ms as the sum of their proportional set sizes (pages shared since a fork
+count once), or the process's own peak RSS where that is larger.
 With ``--compare DIR`` the same runs are made with that checkout's code (its
 ``.venv`` when it has one), and the traces of both must be identical. The baselines read
 the same file and parse every line with ``json.loads`` and ``orjson.loads``, keeping
@@ -39,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -158,20 +161,72 @@ class Run:
     lines: int
 
 
+class TreeMemory:
+    """Samples, every 50 ms, the memory of a process and all its descendants together
+    (their proportional set sizes, so pages shared since a fork count once), and keeps
+    the peak. Linux only; elsewhere ``peak_mb`` stays 0."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_mb = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.05):
+            total = sum(_pss_kib(pid) for pid in _tree(self.pid))
+            self.peak_mb = max(self.peak_mb, total / 1024)
+
+
+def _tree(pid: int) -> list[int]:
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            text = Path(f"/proc/{current}/task/{current}/children").read_text()
+        except OSError:
+            continue
+        pending.extend(int(child) for child in text.split())
+    return found
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def simulate(checkout: Path, kind: StreamKind, events: Path, trace: Path) -> Run:
     """One `journey simulate` run with ``checkout``'s code, in a fresh process."""
     venv_python = checkout / ".venv" / "bin" / "python"
     python = str(venv_python) if venv_python.exists() else sys.executable
     env = dict(os.environ, PYTHONPATH=str(checkout))
-    result = subprocess.run(
+    process = subprocess.Popen(
         [python, __file__, "--child", str(kind.journeys), str(events), str(trace)],
         cwd=checkout,
         env=env,
-        check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    watcher = TreeMemory(process.pid)
+    stdout, stderr = process.communicate()
+    watcher.stop()
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, process.args, stdout, stderr)
+    report = json.loads(stdout.strip().splitlines()[-1])
+    if watcher.peak_mb:  # every process of the simulation at once, not the largest alone
+        report["rss_mb"] = max(report["rss_mb"], watcher.peak_mb)
     digest, lines = hashlib.sha256(), 0
     with trace.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

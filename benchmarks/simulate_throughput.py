@@ -18,7 +18,7 @@ Each simulation runs `journey simulate` as the console script does, in a fresh p
 of its own, which reports its wall time and CPU time; the trace goes to a file. The
 processes the simulation starts (the reader of the event file, the workers) count too:
 their CPU time is added. Peak memory is that of all the simulation's processes together,
-sampled every 50 ms as the sum of their proportional set sizes (pages shared since a fork
+sampled every 250 ms as the sum of their proportional set sizes (pages shared since a fork
 count once), or the process's own peak RSS where that is larger.
 With ``--compare DIR`` the same runs are made with that checkout's code (its
 ``.venv`` when it has one), and the traces of both must be identical. The baselines read
@@ -162,7 +162,7 @@ class Run:
 
 
 class TreeMemory:
-    """Samples, every 50 ms, the memory of a process and all its descendants together
+    """Samples, every 250 ms, the memory of a process and all its descendants together
     (their proportional set sizes, so pages shared since a fork count once), and keeps
     the peak. Linux only; elsewhere ``peak_mb`` stays 0."""
 
@@ -178,7 +178,7 @@ class TreeMemory:
         self._thread.join()
 
     def _watch(self) -> None:
-        while not self._done.wait(0.05):
+        while not self._done.wait(0.25):
             total = sum(_pss_kib(pid) for pid in _tree(self.pid))
             self.peak_mb = max(self.peak_mb, total / 1024)
 

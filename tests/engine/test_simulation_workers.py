@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -414,3 +414,27 @@ def test_a_killed_process_fails_the_simulation_cleanly(tmp_path: Path, victim: s
             not Path(f"/proc/{child}").exists()
             or b"zombie" in Path(f"/proc/{child}/status").read_bytes().lower()
         )
+
+
+def _in_time_order(messages: list[dict[str, Any] | str], offsets: bool) -> list[Any]:
+    """The messages sorted by time (the bad lines last), so the file is streamed; with
+    ``offsets`` the times are written as +08:00 (the order check then decodes lines)."""
+    good = [m for m in messages if isinstance(m, dict) and "timestamp" in m]
+    good.sort(key=lambda m: m["timestamp"])
+    if offsets:
+        for message in good:
+            moment = datetime.fromisoformat(message["timestamp"].replace("Z", "+00:00"))
+            message["timestamp"] = moment.astimezone(timezone(timedelta(hours=8))).isoformat()
+    return [*good, *(m for m in messages if not (isinstance(m, dict) and "timestamp" in m))]
+
+
+@pytest.mark.parametrize("offsets", [False, True], ids=["utc", "offsets"])
+def test_a_file_in_time_order_is_streamed_to_the_workers_alike(
+    tmp_path: Path, offsets: bool
+) -> None:
+    path = write(tmp_path / "events.jsonl", _in_time_order(busy_stream(7), offsets))
+    assert EventFile(path).in_time_order()
+    alone = in_one_process(PROJECT, path)
+    assert alone[0].count(b"\n") > 500
+    for workers in (2, 3):
+        assert in_workers(PROJECT, path, workers) == alone

@@ -116,7 +116,8 @@ def simulate(
 ) -> int:
     """Run the journeys over an event stream on a virtual clock; print what would be sent."""
     horizon = _parse_until(until) if until else None
-    count = _worker_count(workers, events_file, stats) if events_file.is_file() else 1
+    readable = events_file.is_file()
+    count = _worker_count(workers, events_file, stats) if readable else 1
     if count is None:
         return 1
     stream = EventFile(events_file)
@@ -127,7 +128,7 @@ def simulate(
         if split is not None:
             split.cancel()
         return 1
-    if not events_file.is_file():
+    if not readable:
         print(f"{events_file}: cannot read events: no such file", file=sys.stderr)
         return 1
     out = sys.stdout

@@ -23,7 +23,7 @@ import pickle
 import struct
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from engine.event_files import EventFile
 from engine.events import Event
@@ -103,8 +103,7 @@ class EventFeed:
                 if event is not None:
                     yield event
             elif kind == _END:
-                file = self.file
-                file.count, file.duplicates, file.errors, file.first, file.last = pickle.loads(body)
+                self.file.adopt(pickle.loads(body))
                 return
             else:
                 raise pickle.loads(body)
@@ -124,8 +123,7 @@ def _read_into(file: EventFile, wanted: Callable[[Event], bool], fd: int) -> Non
                     if wanted(event):
                         write(pack(_LINE, number, read, len(line)))
                         write(line)
-                summary: Any = (file.count, file.duplicates, file.errors, file.first, file.last)
-                body, kind = pickle.dumps(summary), _END
+                body, kind = pickle.dumps(file.tally()), _END
             except Exception as exc:  # raised where the simulation reads the events
                 body, kind = pickle.dumps(exc), _FAILED
             write(pack(kind, 0, read, len(body)))

@@ -89,12 +89,7 @@ def _blocks_in_order(handle: BinaryIO, seen: Callable[[bytes], None] | None = No
     lines' own times never go back either.
     """
     previous = b""
-    rest = b""
-    while True:
-        block = handle.read(ORDER_BLOCK)
-        data = rest + block
-        cut = data.rfind(b"\n") + 1 if block else len(data)
-        lines, rest = data[:cut], data[cut:]
+    for lines in _line_blocks(handle):
         if b"\\" in lines:
             return False
         times = _TIMESTAMP_MENTION.findall(lines)
@@ -108,8 +103,24 @@ def _blocks_in_order(handle: BinaryIO, seen: Callable[[bytes], None] | None = No
             previous = times[-1]
         if seen is not None:
             seen(lines)
+    return True
+
+
+def _line_blocks(handle: BinaryIO) -> Iterator[bytes]:
+    """The file in blocks of about ORDER_BLOCK bytes, each of whole lines (the last
+    line may lack its newline)."""
+    rest = b""
+    while True:
+        block = handle.read(ORDER_BLOCK)
+        data = rest + block
         if not block:
-            return True
+            if data:
+                yield data
+            return
+        cut = data.rfind(b"\n") + 1
+        rest = data[cut:]
+        if cut:
+            yield data[:cut]
 
 
 def micros(moment: datetime) -> int:
@@ -125,6 +136,10 @@ def sort_key(moment: datetime, number: int) -> int:
     return (micros(moment) << INDEX_BITS) | number
 
 
+#: (count, duplicates, errors, first, last) of a file read.
+Tally = tuple[int, int, list[str], datetime | None, datetime | None]
+
+
 @dataclass
 class EventFile:
     """A file of events. Iterate it once to get the valid events in time order; the
@@ -136,6 +151,15 @@ class EventFile:
     count: int = 0
     first: datetime | None = None
     last: datetime | None = None
+
+    def tally(self) -> Tally:
+        """What reading the file found (counts, errors, first and last times), to hand to
+        another process's :class:`EventFile` of the same path (:meth:`adopt`)."""
+        return (self.count, self.duplicates, self.errors, self.first, self.last)
+
+    def adopt(self, tally: Tally) -> None:
+        """Take what another process found reading this file (:meth:`tally`)."""
+        self.count, self.duplicates, self.errors, self.first, self.last = tally
 
     def in_time_order(self, links: Callable[[Event], None] | None = None) -> bool:
         """Whether the file's timestamps never go backwards (a cheap first pass). When
@@ -292,18 +316,9 @@ class EventFile:
         reporting anything. Only lines that could hold one are decoded: a line naming
         neither type, with no escape that could spell one, holds none. They are found
         a block at a time, so the other lines cost next to nothing."""
-        rest = b""
         with self.path.open("rb") as handle:
-            while True:
-                block = handle.read(ORDER_BLOCK)
-                if not block:
-                    _identity_lines(rest, links)
-                    return
-                block = rest + block
-                cut = block.rfind(b"\n") + 1
-                rest = block[cut:]
-                if cut:
-                    _identity_lines(block[:cut], links)
+            for lines in _line_blocks(handle):
+                _identity_lines(lines, links)
 
     def __iter__(self) -> Iterator[Event]:
         """Valid, distinct events in time order. Raises OSError if the file cannot be read."""

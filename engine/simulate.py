@@ -170,27 +170,39 @@ class Simulation:
 
     def run(self, events: Iterable[Event], until: datetime | None = None) -> None:
         """Apply ``events`` (already in time order), then fire timers up to ``until``."""
-        timers, apply = self.timers, self.processor.apply
+        take = self.take
         for event in events:
-            now = event.timestamp
-            if timers and timers[0][3] <= now:
-                self.fire_due(now)
-            apply(event, now)
+            take(event)
         if until is not None:
             self.fire_due(until)
 
+    def take(self, event: Event) -> None:
+        """The timers due at or before ``event``, then ``event`` itself."""
+        now = event.timestamp
+        timers = self.timers
+        if timers and timers[0][3] <= now:
+            self.fire_due(now)
+        self.apply(event, now)
+
+    def apply(self, event: Event, now: datetime) -> None:
+        """Apply one event (its timers have fired)."""
+        self.processor.apply(event, now)
+
     def fire_due(self, moment: datetime) -> None:
         """Fire every live timer due at or before ``moment``, in (due, set) order."""
-        timers = self.timers
+        timers, owners, fire = self.timers, self.timer_owner, self.fire
         while timers and timers[0][3] <= moment:
-            _, _, timer_id, due = heapq.heappop(timers)
-            owner = self.timer_owner.pop(timer_id, None)
-            if owner is None:
-                continue  # cancelled
-            key, run_id = owner
-            user = self.book.users.get(self.book.identities.owner(key))
-            if user is not None:
-                self.processor.fire(user, run_id, timer_id, due)
+            due_micros, _, timer_id, due = heapq.heappop(timers)
+            owner = owners.pop(timer_id, None)
+            if owner is not None:  # else cancelled
+                fire(timer_id, owner, due, due_micros)
+
+    def fire(self, timer_id: str, owner: tuple[str, str], due: datetime, due_micros: int) -> None:
+        """Fire one live timer of ``owner`` (user key, run id), due at ``due``."""
+        key, run_id = owner
+        user = self.book.users.get(self.book.identities.owner(key))
+        if user is not None:
+            self.processor.fire(user, run_id, timer_id, due)
 
     # -- effects --
 

@@ -44,7 +44,7 @@ from typing import IO, Any, NoReturn
 import orjson
 
 from engine.catalog import Project
-from engine.event_files import EPOCH, EventFile
+from engine.event_files import EPOCH, EventFile, Tally
 from engine.events import Event
 from engine.processor import UserState, acts_on
 from engine.runs import RunState, ScheduleTimer
@@ -158,20 +158,6 @@ class WorkerSimulation:
                 os.waitpid(pid, 0)
 
 
-def simulate_in_workers(
-    project: Project,
-    file: EventFile,
-    workers: int,
-    horizon_after: Callable[[datetime | None], datetime | None],
-    write: Callable[[bytes], None],
-    advance: Callable[[float], None],
-) -> Outcome:
-    """:class:`WorkerSimulation` of ``file`` for ``project``, started and merged."""
-    simulation = WorkerSimulation(file, workers)
-    simulation.start(project, horizon_after)
-    return simulation.merge(write, advance)
-
-
 def _widen(fd: int) -> None:
     """Fewer, larger pipe transfers (Linux lets a pipe hold up to 1 MiB unprivileged)."""
     try:
@@ -247,8 +233,7 @@ def _read(file: EventFile, names_fd: int, fds: list[int]) -> NoReturn:
             for to in range(len(fds)):
                 if ticks[to]:
                     send_ticks(to)
-            body = pickle.dumps((file.count, file.duplicates, file.errors, file.first, file.last))
-            kind = _END
+            body, kind = pickle.dumps(file.tally()), _END
         except Exception as exc:  # raised where the trace is merged
             body, kind = pickle.dumps(exc), _FAILED
         for pipe in pipes:
@@ -282,36 +267,27 @@ class _Worker(Simulation):
         self.batch: list[Record] = []
         self.batch_bytes = 0
         self.read = 0
+        #: The place among the wanted events of what is being applied or fired before.
+        self.place = 0
 
-    # -- actions --
+    # -- actions: each an event applied or a timer fired, at ``place`` --
 
-    def apply_at(self, place: int, event: Event) -> None:
-        now = event.timestamp
-        if self.timers and self.timers[0][3] <= now:
-            self.fire_at(place, now)
+    def apply(self, event: Event, now: datetime) -> None:
         self.action += 1
         self.set_here = 0
-        self.processor.apply(event, now)
-        self.record(place, -1, 0, 0)
+        super().apply(event, now)
+        self.record(-1, 0, 0)
 
-    def fire_at(self, place: int, moment: datetime) -> None:
-        """Fire every timer due at or before ``moment``, each its own record at ``place``."""
-        timers, owners, book = self.timers, self.timer_owner, self.book
-        while timers and timers[0][3] <= moment:
-            due_micros, _, timer_id, due = heapq.heappop(timers)
-            owner = owners.pop(timer_id, None)
-            if owner is None:
-                continue  # cancelled
-            setter, number = self.forget(timer_id)
-            self.action += 1
-            self.set_here = 0
-            key, run_id = owner
-            user = book.users.get(book.identities.owner(key))
-            if user is not None:
-                self.processor.fire(user, run_id, timer_id, due)
-            self.record(place, due_micros, setter, number)
+    def fire(self, timer_id: str, owner: tuple[str, str], due: datetime, due_micros: int) -> None:
+        setter, number = self.forget(timer_id)
+        self.action += 1
+        self.set_here = 0
+        super().fire(timer_id, owner, due, due_micros)
+        self.record(due_micros, setter, number)
 
-    def record(self, place: int, due: int, setter: int, number: int) -> None:
+    def record(self, due: int, setter: int, number: int) -> None:
+        """Send what the action wrote (and whether it set timers) for the merge."""
+        place = self.place
         lines = self.lines
         if not lines and not self.set_here:
             return
@@ -396,7 +372,7 @@ def _drive(
     pipe: IO[bytes],
     file: EventFile,
     horizon_after: Callable[[datetime | None], datetime | None],
-) -> tuple[dict[str, Counter[str]], int, Any]:
+) -> tuple[dict[str, Counter[str]], int, Tally]:
     with collected_by_hand() as tick:
         return _apply_all(worker, pipe, file, horizon_after, tick)
 
@@ -407,30 +383,31 @@ def _apply_all(
     file: EventFile,
     horizon_after: Callable[[datetime | None], datetime | None],
     tick: Callable[[], bool],
-) -> tuple[dict[str, Counter[str]], int, Any]:
+) -> tuple[dict[str, Counter[str]], int, Tally]:
     header_size, unpack = _INPUT.size, _INPUT.unpack
-    parse, apply_at, read = file.parse_line, worker.apply_at, pipe.read
+    parse, take, read = file.parse_line, worker.take, pipe.read
     while True:
         header = read(header_size)
         if len(header) < header_size:
             raise WorkerFailed(f"the reader of {file.path} stopped (killed?) before the end")
-        kind, place, number, worker.read, length = unpack(header)
+        kind, worker.place, number, worker.read, length = unpack(header)
         body = read(length)
         if kind == _LINE:
             event = parse(body, number)
             if event is not None:
-                apply_at(place, event)
+                take(event)
                 tick()
         elif kind == _TICKS:
             _tick(worker, array("q", body))
         elif kind == _END:
-            counts = pickle.loads(body)
-            horizon = horizon_after(counts[4])
+            file.adopt(pickle.loads(body))
+            horizon = horizon_after(file.last)
             if horizon is not None:
-                worker.fire_at(_AFTER_ALL, horizon)
+                worker.place = _AFTER_ALL
+                worker.fire_due(horizon)
             if worker.batch:
                 worker.flush()
-            return dict(worker.summary.counts), len(worker.users), counts
+            return dict(worker.summary.counts), len(worker.users), file.tally()
         else:
             raise pickle.loads(body)
 
@@ -446,7 +423,8 @@ def _tick(worker: _Worker, ticks: array[int]) -> None:
     for index in range(0, len(ticks), 2):
         moment = ticks[index + 1]
         if moment >= due:
-            worker.fire_at(ticks[index], EPOCH + moment * _ONE_MICROSECOND)
+            worker.place = ticks[index]
+            worker.fire_due(EPOCH + moment * _ONE_MICROSECOND)
             if not timers:
                 return
             due = timers[0][0]
@@ -566,5 +544,5 @@ def _merge(
             counts[journey_id].update(counter)
         users += their_users
     summary.counts = counts
-    file.count, file.duplicates, file.errors, file.first, file.last = sources[0].ending[2]
+    file.adopt(sources[0].ending[2])
     return Outcome(summary, users)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from engine.event_files import EventFile
 from engine.events import parse_message
 from engine.project import compile_project
 from engine.simulate import Simulation
-from engine.simulation_workers import simulate_in_workers
+from engine.simulation_workers import Outcome, WorkerSimulation
 from engine.user_shards import UserShards
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,20 @@ PROJECT = compile_project(ROOT / "journeys")
 SEND_HEAVY = compile_project(ROOT / "benchmarks" / "send_heavy" / "journeys")
 START = datetime(2026, 3, 1, tzinfo=UTC)
 NAMES = ["Signed Up", "Product Added", "Checkout Started", "Order Completed", "Product Viewed"]
+
+
+def simulate_in_workers(
+    project: Project,
+    file: EventFile,
+    workers: int,
+    horizon_after: Callable[[datetime | None], datetime | None],
+    write: Callable[[bytes], None],
+    advance: Callable[[float], None],
+) -> Outcome:
+    """What ``journey simulate`` does with workers, short of the command line."""
+    simulation = WorkerSimulation(file, workers)
+    simulation.start(project, horizon_after)
+    return simulation.merge(write, advance)
 
 
 def horizon_after(last: datetime | None) -> datetime | None:

@@ -21,10 +21,11 @@ from engine.errors import CompileError, EngineError
 from engine.event_feed import EventFeed
 from engine.event_files import EventFile
 from engine.events import Event
+from engine.forked import WorkerFailed
 from engine.progress import Advance, count_lines, progress_bar, shows_progress
 from engine.project import Project, compile_project
 from engine.simulate import Simulation, Summary, collected_by_hand
-from engine.simulation_workers import WorkerFailed, WorkerSimulation
+from engine.simulation_workers import WorkerSimulation
 from engine.spec import Journey, Policies
 
 DEFAULT_HORIZON = timedelta(days=30)

@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from engine.event_files import EventFile
 from engine.events import Event
+from engine.forked import WorkerFailed
 
 #: A record: its kind, the event's line number, the events read so far, the length
 #: of what follows.
@@ -95,7 +96,8 @@ class EventFeed:
         while True:
             header = pipe.read(header_size)
             if len(header) < header_size:
-                raise EOFError(f"{self.file.path}: the reader stopped without a word")
+                path = self.file.path
+                raise WorkerFailed(f"the reader of {path} stopped (killed?) before the end")
             kind, number, self.read, length = unpack(header)
             body = pipe.read(length)
             if kind == _LINE:

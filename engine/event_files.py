@@ -25,14 +25,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from itertools import repeat
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
+from msgspec import DecodeError
 
 from engine.errors import InvalidMessage
+from engine.event_lines import decode_line, plain_line
 from engine.events import Event, parse_message
+from engine.forked import Forked
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The message types that link ids.
@@ -52,8 +53,8 @@ def _timestamp_of(line: bytes) -> datetime | bool | None:
     not a usable message (it will be reported later), or False when its timestamp
     is in a form only the full parser understands (then the file is sorted whole)."""
     try:
-        raw = orjson.loads(line)
-    except orjson.JSONDecodeError:
+        raw = decode_line(line)
+    except DecodeError:
         return None
     if not isinstance(raw, dict) or "timestamp" not in raw:
         return None
@@ -73,12 +74,25 @@ _TIMESTAMP_MENTION = re.compile(
 )
 #: Bytes the order check reads at a time.
 ORDER_BLOCK = 1 << 20
+#: Files of this size or more have a first pass shared with a helper process (the
+#: fork and the handing back cost more than they save on smaller ones).
+HELPER_FROM_BYTES = 4 << 20
+#: The part of such a file the helper takes: a little less than half, as it hands its
+#: results back besides.
+HELPER_SHARE = 0.45
 
 
-def _blocks_in_order(handle: BinaryIO, seen: Callable[[bytes], None] | None = None) -> bool:
-    """True when the file is surely in time order, read a block of whole lines at a
-    time without decoding them; False when that cannot be told so (the lines must
-    then be decoded, which gives the exact answer).
+#: First and last time (``Z`` text, all of one length) of a part of a file.
+Times = tuple[bytes, bytes]
+
+
+def _block_times(
+    handle: BinaryIO, stop: int | None = None, seen: Callable[[bytes], None] | None = None
+) -> Times | None:
+    """The first and last time (empty when none) of the lines from where ``handle`` is
+    to byte ``stop`` (or the end) when they are surely in time order, read a block of
+    whole lines at a time without decoding them; None when that cannot be told so (the
+    lines must then be decoded, which gives the exact answer). ``seen`` sees each block.
 
     A block qualifies when it has no backslash (so no escapes: every quote starts or
     ends a string), every mention of ``timestamp`` in it is a ``"timestamp": "..."``
@@ -88,30 +102,43 @@ def _blocks_in_order(handle: BinaryIO, seen: Callable[[bytes], None] | None = No
     valid message) can only add steps to check, so times that never go back mean the
     lines' own times never go back either.
     """
-    previous = b""
-    for lines in _line_blocks(handle):
+    first = previous = b""
+    for lines in _line_blocks(handle, stop):
         if b"\\" in lines:
-            return False
+            return None
         times = _TIMESTAMP_MENTION.findall(lines)
         if b"" in times:
-            return False  # a mention that is no such pair
+            return None  # a mention that is no such pair
         if times:
             if previous:
                 times.insert(0, previous)
             if len(set(map(len, times))) != 1 or times != sorted(times):
-                return False
+                return None
+            first = first or times[0]
             previous = times[-1]
         if seen is not None:
             seen(lines)
-    return True
+    return first, previous
 
 
-def _line_blocks(handle: BinaryIO) -> Iterator[bytes]:
-    """The file in blocks of about ORDER_BLOCK bytes, each of whole lines (the last
-    line may lack its newline)."""
+def _in_order(front: Times | None, back: Times | None) -> bool:
+    """Whether two parts of a file, one after the other, are in time order together."""
+    if front is None or back is None:
+        return False
+    last, first = front[1], back[0]
+    return not last or not first or (len(last) == len(first) and last <= first)
+
+
+def _line_blocks(handle: BinaryIO, stop: int | None = None) -> Iterator[bytes]:
+    """The file from where ``handle`` is to byte ``stop`` (a line's start, or the end) in
+    blocks of about ORDER_BLOCK bytes, each of whole lines (the last line may lack its
+    newline)."""
     rest = b""
+    left = -1 if stop is None else stop - handle.tell()
     while True:
-        block = handle.read(ORDER_BLOCK)
+        block = handle.read(ORDER_BLOCK if left < 0 else min(ORDER_BLOCK, left))
+        if left >= 0:
+            left -= len(block)
         data = rest + block
         if not block:
             if data:
@@ -162,16 +189,45 @@ class EventFile:
         self.count, self.duplicates, self.errors, self.first, self.last = tally
 
     def in_time_order(self, links: Callable[[Event], None] | None = None) -> bool:
-        """Whether the file's timestamps never go backwards (a cheap first pass). When
-        they do, ``links`` has seen every identity event of the file (some perhaps twice)."""
+        """Whether the file's timestamps never go backwards (a cheap first pass, the back
+        part of a large file read by a helper process meanwhile). When they do,
+        ``links`` has seen every identity event of the file (some perhaps twice)."""
         seen = None if links is None else partial(_identity_lines, links=links)
+        start = self.helper_start()
+        helper = None
+        if start is not None:
+            helper = Forked(partial(_back_times, self.path, start, links is not None))
         with self.path.open("rb") as handle:
-            if _blocks_in_order(handle, seen):
-                return True
+            front = _block_times(handle, start, seen)
+        if helper is not None:
+            if front is None:
+                helper.cancel()
+            else:
+                back, found = helper.result()
+                if _in_order(front, back):
+                    assert links is not None or not found
+                    for link in found:
+                        links(link_event(link))  # type: ignore[misc]
+                    return True
+        elif front is not None:
+            return True
         in_order = self._lines_in_order()
         if in_order and links is not None:
             self._scan_links(links)
         return in_order
+
+    def helper_start(self) -> int | None:
+        """Where a helper process takes over a pass over the file: the start of the line
+        at or after where its HELPER_SHARE begins; None when the file is too small to
+        share, or there is no second core."""
+        size = self.path.stat().st_size
+        if size < HELPER_FROM_BYTES or len(os.sched_getaffinity(0)) < 2:
+            return None
+        with self.path.open("rb") as handle:
+            handle.seek(int(size * (1 - HELPER_SHARE)))
+            handle.readline()
+            start = handle.tell()
+        return start if start < size else None
 
     def _lines_in_order(self) -> bool:
         """:meth:`in_time_order`, decoding every line."""
@@ -191,9 +247,12 @@ class EventFile:
 
     def parse_line(self, line: bytes, number: int) -> Event | None:
         """Line ``number``'s event, or None (blank, or reported as an error)."""
+        event = plain_line(line)
+        if event is not None:
+            return event
         try:
-            raw: Any = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
+            raw: Any = decode_line(line)
+        except DecodeError as exc:
             if line.strip():
                 self.errors.append(f"{self.path}:{number}: invalid JSON: {exc}")
             return None
@@ -206,14 +265,25 @@ class EventFile:
             self.errors.append(f"{self.path}:{number}: {exc}")
             return None
 
-    def _distinct(self, ends: array[int] | None = None) -> Iterator[tuple[int, bytes, Event]]:
+    def distinct(
+        self,
+        ends: array[int] | None = None,
+        part: tuple[int, int, int | None] = (0, 1, None),
+        seen: set[str] | None = None,
+    ) -> Iterator[tuple[int, bytes, Event]]:
         """(line number, line, event) of each valid, distinct event, in file order. With
-        ``ends``, where every line ends is appended to it (``ends[n]`` for line n)."""
-        seen: set[str] = set()
-        offset = 0
+        ``ends``, where every line ends is appended to it (``ends[n]`` for line n).
+        ``part`` is (the byte to start at, its line's number, the byte to stop at, which
+        needs ``ends``); ``seen`` the message ids met so far, added to."""
+        start, first, stop = part
+        seen = set() if seen is None else seen
+        offset = start
         with self.path.open("rb") as handle:
-            for number, line in enumerate(handle, start=1):
+            handle.seek(start)
+            for number, line in enumerate(handle, start=first):
                 if ends is not None:
+                    if offset == stop:
+                        return
                     offset += len(line)
                     ends.append(offset)
                 event = self.parse_line(line, number)
@@ -229,13 +299,13 @@ class EventFile:
         """(line number, line, event) of the distinct events in time order, holding a sort
         key per event and an offset per line."""
         ends = array("q", [0])
-        keys = [sort_key(event.timestamp, number) for number, _, event in self._distinct(ends)]
+        keys = [sort_key(event.timestamp, number) for number, _, event in self.distinct(ends)]
         keys.sort()
         with self.path.open("rb") as handle:
             fd = handle.fileno()
             for first in range(0, len(keys), READ_BATCH):
                 numbers = [key & INDEX_MASK for key in keys[first : first + READ_BATCH]]
-                lines = _read_lines(fd, ends, numbers)
+                lines = read_lines(fd, ends, numbers)
                 for number in numbers:
                     line = lines[number]
                     event = self.parse_line(line, number)
@@ -245,7 +315,7 @@ class EventFile:
     def records(self) -> Iterator[tuple[int, bytes, Event]]:
         """(line number, line, event) of the valid, distinct events in time order, as
         iterating the file gives the events (and keeps its counts)."""
-        numbered = self._distinct() if self.in_time_order() else self._sorted()
+        numbered = self.distinct() if self.in_time_order() else self._sorted()
         for record in numbered:
             timestamp = record[2].timestamp
             self.count += 1
@@ -253,63 +323,6 @@ class EventFile:
                 self.first = timestamp
             self.last = timestamp
             yield record
-
-    def tagged(
-        self,
-        links: Callable[[Event], None],
-        tag: Callable[[Event], int],
-        tagged_all: Callable[[], None] | None = None,
-    ) -> Iterator[tuple[int, bytes, int, int]]:
-        """(line number, line, tag, time in microseconds since the epoch) of the valid,
-        distinct events in time order whose ``tag(event)`` is not negative. The counts
-        cover every event, as :meth:`records` keeps them, and ``links`` sees every
-        identity event before the first is yielded.
-
-        An unsorted file is read twice, and ``tag`` is called in the first pass: the
-        second pass then decodes nothing, and reads only the lines it yields. Then
-        ``tagged_all`` is called between the passes, once every event is tagged.
-        """
-        if self.in_time_order(links):
-            for number, line, event in self._distinct():
-                self.count += 1
-                if self.first is None:
-                    self.first = event.timestamp
-                self.last = event.timestamp
-                mark = tag(event)
-                if mark >= 0:
-                    yield number, line, mark, micros(event.timestamp)
-            return
-        ends = array("q", [0])
-        keys: list[int] = []
-        marks = array("i")  # by line number - 1; -1 where nothing is yielded
-        for number, _, event in self._distinct(ends):
-            keys.append(sort_key(event.timestamp, number))
-            if event.type in IDENTITY_TYPES:
-                links(event)
-            if len(marks) < number - 1:
-                marks.extend(repeat(-1, number - 1 - len(marks)))
-            marks.append(tag(event))
-        if tagged_all is not None:
-            tagged_all()
-        if not keys:
-            return
-        keys.sort()
-        self.count = len(keys)
-        self.first = EPOCH + (keys[0] >> INDEX_BITS) * _MICROSECOND
-        self.last = EPOCH + (keys[-1] >> INDEX_BITS) * _MICROSECOND
-        with self.path.open("rb") as handle:
-            fd = handle.fileno()
-            for first in range(0, len(keys), READ_BATCH):
-                batch = [
-                    (key & INDEX_MASK, key >> INDEX_BITS)
-                    for key in keys[first : first + READ_BATCH]
-                    if marks[(key & INDEX_MASK) - 1] >= 0
-                ]
-                if not batch:
-                    continue
-                lines = _read_lines(fd, ends, [number for number, _ in batch])
-                for number, moment in batch:
-                    yield number, lines[number], marks[number - 1], moment
 
     def _scan_links(self, links: Callable[[Event], None]) -> None:
         """Hand ``links`` the identity events, reading the file once without keeping or
@@ -333,7 +346,7 @@ READ_BATCH = 4096
 READ_GAP = 1 << 16
 
 
-def _read_lines(fd: int, ends: array[int], numbers: list[int]) -> dict[int, bytes]:
+def read_lines(fd: int, ends: array[int], numbers: list[int]) -> dict[int, bytes]:
     """The lines ``numbers`` of the file, by number, in as few reads as their places allow."""
     lines: dict[int, bytes] = {}
     ordered = sorted(numbers)
@@ -372,21 +385,47 @@ def _identity_lines(chunk: bytes, links: Callable[[Event], None]) -> None:
             at = chunk.find(needle, end)
     for start, end in spans:
         try:
-            raw = orjson.loads(chunk[start:end])
-        except orjson.JSONDecodeError:
+            raw = decode_line(chunk[start:end])
+        except DecodeError:
             continue
         kind = raw.get("type") if type(raw) is dict else None
         if kind != "identify" and kind != "alias":
             continue
         ids = (raw.get("userId"), raw.get("anonymousId"), raw.get("previousId"))
         if all(value is None or type(value) is str for value in ids):
-            links(Event(kind, None, "", ids[0], ids[1], EPOCH, {}, {}, ids[2]))
+            links(link_event((kind, *ids)))
             continue
         try:
             event = parse_message(raw, default_message_id="-")
         except InvalidMessage:
             continue
         links(event)
+
+
+#: What an identity event links: (type, userId, anonymousId, previousId).
+Link = tuple[str, str | None, str | None, str | None]
+
+
+def link_of(event: Event) -> Link:
+    """What ``event`` (an identity event) links, to hand to another process."""
+    return (event.type, event.user_id, event.anonymous_id, event.previous_id)
+
+
+def link_event(link: Link) -> Event:
+    """An event that links what ``link`` says, for whoever learns links (no more)."""
+    kind, user_id, anonymous_id, previous_id = link
+    return Event(kind, None, "", user_id, anonymous_id, EPOCH, {}, {}, previous_id)
+
+
+def _back_times(path: Path, start: int, want_links: bool) -> tuple[Times | None, list[Link]]:
+    """:func:`_block_times` of the file from byte ``start``, and the links found there
+    (when wanted): a helper process's share of the order check."""
+    found: list[Link] = []
+    seen = partial(_identity_lines, links=lambda e: found.append(link_of(e)))
+    with path.open("rb") as handle:
+        handle.seek(start)
+        times = _block_times(handle, None, seen if want_links else None)
+    return times, found
 
 
 def read_events(path: Path) -> list[Event]:

@@ -178,7 +178,7 @@ def _field(loc: tuple[str | int, ...]) -> str:
     return ".".join(parts)
 
 
-_MAX_ID = 512
+MAX_ID = 512
 #: ISO-8601 as SDKs write it; both pydantic and ``datetime.fromisoformat`` read it alike.
 _plain_timestamp = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})?"
@@ -188,8 +188,22 @@ _ABSENT: Any = object()
 _NOTHING: Any = object()
 
 
+def plain_timestamp(stamp: str) -> datetime | None:
+    """``stamp`` in UTC when it is an ISO-8601 time as SDKs write it (which the models
+    read alike), else None (the models decide)."""
+    if _plain_timestamp(stamp) is None:
+        return None
+    try:
+        timestamp = datetime.fromisoformat(stamp)
+        if timestamp.tzinfo is not UTC:  # in UTC already, _utc would return it as it is
+            timestamp = _utc(timestamp)  # ValueError when out of range in UTC
+    except ValueError:
+        return None
+    return timestamp
+
+
 def _plain_id(value: Any) -> bool:
-    return type(value) is str and 0 < len(value) <= _MAX_ID
+    return type(value) is str and 0 < len(value) <= MAX_ID
 
 
 def _plain_object(value: Any) -> bool:
@@ -219,10 +233,10 @@ def _plain_message(
     if user_id is None:
         if anonymous_id is None:
             return None
-    elif type(user_id) is not str or not 0 < len(user_id) <= _MAX_ID:
+    elif type(user_id) is not str or not 0 < len(user_id) <= MAX_ID:
         return None
     if anonymous_id is not None and (
-        type(anonymous_id) is not str or not 0 < len(anonymous_id) <= _MAX_ID
+        type(anonymous_id) is not str or not 0 < len(anonymous_id) <= MAX_ID
     ):
         return None
     message_id = get("messageId")
@@ -230,17 +244,12 @@ def _plain_message(
         message_id = default_message_id
         if message_id is None:
             return None
-    elif type(message_id) is not str or not 0 < len(message_id) <= _MAX_ID:
+    elif type(message_id) is not str or not 0 < len(message_id) <= MAX_ID:
         return None
     stamp = get("timestamp")
     if type(stamp) is str:
-        if _plain_timestamp(stamp) is None:
-            return None
-        try:
-            timestamp = datetime.fromisoformat(stamp)
-            if timestamp.tzinfo is not UTC:  # in UTC already, _utc would return it as it is
-                timestamp = _utc(timestamp)  # ValueError when out of range in UTC
-        except ValueError:
+        timestamp = plain_timestamp(stamp)
+        if timestamp is None:
             return None
     elif stamp is None and default_timestamp is not None:
         timestamp = _utc(default_timestamp)
@@ -259,7 +268,7 @@ def _plain_message(
     # Each kind checks the one object it reads; the other stays the empty default.
     if kind == "track":
         name = get("event")
-        if type(name) is not str or not 0 < len(name) <= _MAX_ID:
+        if type(name) is not str or not 0 < len(name) <= MAX_ID:
             return None
         properties = get("properties", _NOTHING)
         if properties is not _NOTHING and not _plain_object(properties):

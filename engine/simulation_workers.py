@@ -46,7 +46,9 @@ import orjson
 from engine.catalog import Project
 from engine.event_files import EPOCH, EventFile, Tally
 from engine.events import Event
+from engine.forked import WorkerFailed
 from engine.processor import UserState, acts_on
+from engine.routed_events import routed
 from engine.runs import RunState, ScheduleTimer
 from engine.simulate import Simulation, Summary, collected_by_hand
 from engine.user_shards import UserShards
@@ -70,10 +72,6 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 #: A record: (place, due in µs or -1 for an event, setter's id, number among the
 #: setter's timers, own id if it set timers else -1, trace lines, setters released).
 Record = tuple[int, int, int, int, int, bytes, tuple[int, ...]]
-
-
-class WorkerFailed(Exception):
-    """A process of the simulation failed or was killed; the trace is incomplete."""
 
 
 @dataclass
@@ -177,18 +175,7 @@ def _read(file: EventFile, names_fd: int, fds: list[int]) -> NoReturn:
     journeys act on come through ``names_fd`` once they are compiled (nothing: exit)."""
     code = 0
     shards = UserShards(len(fds))
-    names: frozenset[str] | None = None
-
-    def wanted(event: Event) -> bool:
-        nonlocal names
-        if names is None:
-            with os.fdopen(names_fd, "rb") as pipe:
-                told = pipe.read()
-            if not told:
-                os._exit(0)  # cancelled
-            names = pickle.loads(told)
-        return acts_on(event, names)
-
+    placement = _Placement(shards, names_fd)
     pipes = [os.fdopen(fd, "wb", buffering=_CHUNK) for fd in fds]
     ticks = [array("q") for _ in fds]
     pack = _INPUT.pack
@@ -200,23 +187,10 @@ def _read(file: EventFile, names_fd: int, fds: list[int]) -> NoReturn:
         pipes[to].write(body)
         del ticks[to][:]
 
-    weights = array("q")  # events per key
-
-    def key_id(event: Event) -> int:
-        if not wanted(event):
-            return -1
-        key = shards.key_id(event)
-        if key < len(weights):
-            weights[key] += 1
-        else:
-            weights.append(1)
-        return key
-
     shard = shards.shard
     try:
         try:
-            tagged = file.tagged(shards.learn, key_id, lambda: shards.balance(weights))
-            for place, (number, line, key, moment) in enumerate(tagged):
+            for place, (number, line, key, moment) in enumerate(routed(file, placement)):
                 read = file.count
                 owner = shard(key)
                 if ticks[owner]:
@@ -244,6 +218,44 @@ def _read(file: EventFile, names_fd: int, fds: list[int]) -> NoReturn:
         code = 1
     finally:
         os._exit(code)
+
+
+class _Placement:
+    """The reader's :class:`Router`: the events the journeys act on go to workers, users
+    whose ids are linked to the same one, and the heaviest users first to the least
+    loaded when the events are all known beforehand."""
+
+    def __init__(self, shards: UserShards, names_fd: int) -> None:
+        self.shards = shards
+        self.names_fd = names_fd
+        self.names: frozenset[str] = frozenset()
+        self.weights = array("q")  # events per key id
+
+    def learn(self, event: Event) -> None:
+        self.shards.learn(event)
+
+    def start(self) -> None:
+        """Wait for the event names the compiled journeys act on (nothing: cancelled)."""
+        with os.fdopen(self.names_fd, "rb") as pipe:
+            told = pipe.read()
+        if not told:
+            os._exit(0)
+        self.names = pickle.loads(told)
+
+    def wants(self, event: Event) -> bool:
+        return acts_on(event, self.names)
+
+    def key_id(self, key: str, events: int) -> int:
+        number = self.shards.key_id(key)
+        weights = self.weights
+        if number < len(weights):
+            weights[number] += events
+        else:
+            weights.append(events)
+        return number
+
+    def placed(self) -> None:
+        self.shards.balance(self.weights)
 
 
 # -- a worker -----------------------------------------------------------------------

@@ -20,6 +20,15 @@ from engine.events import Event
 from engine.identity import anonymous_key, user_key
 
 
+def own_key(event: Event) -> str:
+    """The key an event's ids name before any link: its userId's, else its anonymousId's."""
+    user_id = event.user_id
+    if user_id is not None:
+        return user_key(user_id)
+    assert event.anonymous_id is not None
+    return anonymous_key(event.anonymous_id)
+
+
 class UserShards:
     """Routes events to ``count`` workers, linked ids together."""
 
@@ -46,15 +55,9 @@ class UserShards:
         elif event.type == "identify" and event.anonymous_id is not None:
             self._join(anonymous_key(event.anonymous_id), target)
 
-    def key_id(self, event: Event) -> int:
-        """A number for the key ``event`` resolves to (its userId's, else its anonymousId's),
-        the same for every event of that key; it may be asked before every link is learnt."""
-        user_id = event.user_id
-        if user_id is not None:
-            key = user_key(user_id)
-        else:
-            assert event.anonymous_id is not None
-            key = anonymous_key(event.anonymous_id)
+    def key_id(self, key: str) -> int:
+        """A number for ``key`` (what :func:`own_key` gives), the same for every event of
+        it; it may be asked before every link is learnt."""
         number = self._ids.get(key)
         if number is None:
             number = self._ids[key] = len(self._keys)
@@ -92,7 +95,7 @@ class UserShards:
 
     def of(self, event: Event) -> int:
         """The worker that applies ``event``; ask once every link is learnt."""
-        return self.shard(self.key_id(event))
+        return self.shard(self.key_id(own_key(event)))
 
     def _root(self, key: str) -> str:
         parent = self._parent

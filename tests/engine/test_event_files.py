@@ -336,16 +336,45 @@ def _plain_lines(draw: st.DrawFn) -> list[str]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(lines=_plain_lines(), block=st.sampled_from([8, 64, 1 << 20]))
+@given(lines=_plain_lines(), block=st.sampled_from([8, 64, 1 << 20]), helper=st.booleans())
 def test_the_order_check_by_blocks_answers_as_decoding_every_line(
-    lines: list[str], block: int
+    lines: list[str], block: int, helper: bool
 ) -> None:
+    """Also when a helper process checks the back half (any file is large enough then)."""
     import engine.event_files as event_files
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write(Path(tmp), lines)
-        saved, event_files.ORDER_BLOCK = event_files.ORDER_BLOCK, block
+        saved = event_files.ORDER_BLOCK, event_files.HELPER_FROM_BYTES
+        event_files.ORDER_BLOCK = block
+        event_files.HELPER_FROM_BYTES = 0 if helper else saved[1]
         try:
             assert EventFile(path).in_time_order() == EventFile(path)._lines_in_order()
         finally:
-            event_files.ORDER_BLOCK = saved
+            event_files.ORDER_BLOCK, event_files.HELPER_FROM_BYTES = saved
+
+
+@pytest.mark.parametrize(
+    ("back_hours", "in_order"),
+    [
+        ([5, 6, 7, 8], True),
+        ([4, 6, 7, 8], True),  # equal times at the seam
+        ([3, 6, 7, 8], False),  # each half in order, the back starting earlier
+        ([5, 6, 2, 8], False),
+    ],
+)
+def test_a_helper_checks_the_back_half_and_the_seam(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, back_hours: list[int], in_order: bool
+) -> None:
+    import engine.event_files as event_files
+
+    monkeypatch.setattr(event_files, "HELPER_FROM_BYTES", 0)
+    monkeypatch.setattr(event_files, "HELPER_SHARE", 0.55)  # the back half: from line 5
+    hours = [1, 2, 3, 4, *back_hours]
+    lines = [track(f"e{n}", f"2026-03-01T{h:02d}:00:00Z", f"m{n}") for n, h in enumerate(hours)]
+    path = write(tmp_path, lines)
+    assert EventFile(path).helper_start() == sum(len(line) + 1 for line in lines[:4])
+    assert EventFile(path).in_time_order() is in_order
+    assert [e.name for e in read_events(path)] == [
+        f"e{n}" for n, _ in sorted(enumerate(hours), key=lambda item: (item[1], item[0]))
+    ]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from msgspec import DecodeError
 
@@ -74,6 +74,12 @@ _TIMESTAMP_MENTION = re.compile(
 )
 #: Bytes the order check reads at a time.
 ORDER_BLOCK = 1 << 20
+#: The order check of a file's first bytes looks for no links on the way, as a file out
+#: of order mostly shows it there: the links are looked for there once it is in order.
+LINKS_AFTER = 64 << 20
+#: How far back from where the order check by blocks stopped the last line's time is
+#: looked for.
+LOOK_BACK = 1 << 20
 #: Files of this size or more have a first pass shared with a helper process (the
 #: fork and the handing back cost more than they save on smaller ones).
 HELPER_FROM_BYTES = 4 << 20
@@ -82,17 +88,31 @@ HELPER_FROM_BYTES = 4 << 20
 HELPER_SHARE = 0.45
 
 
-#: First and last time (``Z`` text, all of one length) of a part of a file.
-Times = tuple[bytes, bytes]
+class Checked(NamedTuple):
+    """What the order check by blocks found in a part of a file: its first and last time
+    (``Z`` text of one length; empty when none), and where it stopped being sure the
+    part is in order (the start of a block of lines; -1 when it never did), ``last``
+    then being the last time before there. Blocks before ``unseen_to`` were not shown
+    to whoever looks for links (see :func:`_block_times`)."""
+
+    first: bytes
+    last: bytes
+    unsure_from: int = -1
+    unseen_to: int = 0
 
 
 def _block_times(
-    handle: BinaryIO, stop: int | None = None, seen: Callable[[bytes], None] | None = None
-) -> Times | None:
-    """The first and last time (empty when none) of the lines from where ``handle`` is
-    to byte ``stop`` (or the end) when they are surely in time order, read a block of
-    whole lines at a time without decoding them; None when that cannot be told so (the
-    lines must then be decoded, which gives the exact answer). ``seen`` sees each block.
+    handle: BinaryIO,
+    stop: int | None = None,
+    seen: Callable[[bytes], None] | None = None,
+    seen_from: int = 0,
+) -> Checked:
+    """The order check of the lines from where ``handle`` is to byte ``stop`` (or the
+    end), a block of whole lines at a time, without decoding them. Where it cannot tell
+    that the lines are in order, the lines must be decoded from there on, which gives
+    the exact answer. ``seen`` sees each block found in order that starts at byte
+    ``seen_from`` or later: files out of order mostly show it early, and the blocks
+    before need not be searched for links then.
 
     A block qualifies when it has no backslash (so no escapes: every quote starts or
     ends a string), every mention of ``timestamp`` in it is a ``"timestamp": "..."``
@@ -103,29 +123,31 @@ def _block_times(
     lines' own times never go back either.
     """
     first = previous = b""
+    at = unseen_to = handle.tell()
     for lines in _line_blocks(handle, stop):
-        if b"\\" in lines:
-            return None
-        times = _TIMESTAMP_MENTION.findall(lines)
-        if b"" in times:
-            return None  # a mention that is no such pair
+        times = _TIMESTAMP_MENTION.findall(lines) if b"\\" not in lines else [b""]
         if times:
+            if b"" in times:  # a mention that is no such pair (or an escape)
+                return Checked(first, previous, at, unseen_to)
             if previous:
                 times.insert(0, previous)
             if len(set(map(len, times))) != 1 or times != sorted(times):
-                return None
+                return Checked(first, previous, at, unseen_to)
             first = first or times[0]
             previous = times[-1]
-        if seen is not None:
+        if seen is not None and at >= seen_from:
             seen(lines)
-    return first, previous
+        else:
+            unseen_to = at + len(lines)
+        at += len(lines)
+    return Checked(first, previous, -1, unseen_to)
 
 
-def _in_order(front: Times | None, back: Times | None) -> bool:
-    """Whether two parts of a file, one after the other, are in time order together."""
-    if front is None or back is None:
+def _in_order(front: Checked, back: Checked) -> bool:
+    """Whether two parts of a file, one after the other, are surely in time order together."""
+    if front.unsure_from >= 0 or back.unsure_from >= 0:
         return False
-    last, first = front[1], back[0]
+    last, first = front.last, back.first
     return not last or not first or (len(last) == len(first) and last <= first)
 
 
@@ -190,28 +212,31 @@ class EventFile:
 
     def in_time_order(self, links: Callable[[Event], None] | None = None) -> bool:
         """Whether the file's timestamps never go backwards (a cheap first pass, the back
-        part of a large file read by a helper process meanwhile). When they do,
+        part of a large file checked by a helper process meanwhile). When they do,
         ``links`` has seen every identity event of the file (some perhaps twice)."""
-        seen = None if links is None else partial(_identity_lines, links=links)
         start = self.helper_start()
         helper = None
         if start is not None:
             helper = Forked(partial(_back_times, self.path, start, links is not None))
+        seen = None if links is None else partial(_identity_lines, links=links)
         with self.path.open("rb") as handle:
-            front = _block_times(handle, start, seen)
+            front = _block_times(handle, start, seen, LINKS_AFTER)
+        sure = front.unsure_from < 0
         if helper is not None:
-            if front is None:
-                helper.cancel()
-            else:
+            if sure:
                 back, found = helper.result()
-                if _in_order(front, back):
-                    assert links is not None or not found
-                    for link in found:
-                        links(link_event(link))  # type: ignore[misc]
-                    return True
-        elif front is not None:
+                sure = _in_order(front, Checked(*back))
+            else:
+                helper.cancel()
+        if sure:
+            if links is not None:
+                self._scan_links(links, front.unseen_to)
+                for link in found if helper is not None else ():
+                    links(link_event(link))
             return True
-        in_order = self._lines_in_order()
+        # Decoded from where the blocks stopped being sure (the helper's part, if not its).
+        resume = front.unsure_from if front.unsure_from >= 0 else start or 0
+        in_order = self._lines_in_order(*self._last_time_before(resume))
         if in_order and links is not None:
             self._scan_links(links)
         return in_order
@@ -229,10 +254,28 @@ class EventFile:
             start = handle.tell()
         return start if start < size else None
 
-    def _lines_in_order(self) -> bool:
-        """:meth:`in_time_order`, decoding every line."""
-        previous: datetime | None = None
+    def _last_time_before(self, offset: int) -> tuple[int, datetime | None]:
+        """Where to decode lines from, and the time they must not go back from, for lines
+        known to be in order up to byte ``offset`` (a line's start): the time of the last
+        line before it that is a message with a plain time. From the start when no such
+        line is found near enough (the blocks' own times may be nested ones)."""
         with self.path.open("rb") as handle:
+            low = max(0, offset - LOOK_BACK)
+            handle.seek(low)
+            lines = handle.read(offset - low).split(b"\n")
+        for line in reversed(lines[1:] if low else lines):
+            moment = _timestamp_of(line)
+            if isinstance(moment, datetime):
+                return offset, moment
+            if moment is False:
+                break
+        return 0, None
+
+    def _lines_in_order(self, start: int = 0, previous: datetime | None = None) -> bool:
+        """:meth:`in_time_order`, decoding every line from byte ``start`` on (the lines
+        before it in order, their last time ``previous``)."""
+        with self.path.open("rb") as handle:
+            handle.seek(start)
             for line in handle:
                 moment = _timestamp_of(line)
                 if moment is None:
@@ -324,13 +367,14 @@ class EventFile:
             self.last = timestamp
             yield record
 
-    def _scan_links(self, links: Callable[[Event], None]) -> None:
+    def _scan_links(self, links: Callable[[Event], None], stop: int | None = None) -> None:
         """Hand ``links`` the identity events, reading the file once without keeping or
         reporting anything. Only lines that could hold one are decoded: a line naming
         neither type, with no escape that could spell one, holds none. They are found
-        a block at a time, so the other lines cost next to nothing."""
+        a block at a time, so the other lines cost next to nothing. ``stop``: the byte
+        to stop at (a line's start)."""
         with self.path.open("rb") as handle:
-            for lines in _line_blocks(handle):
+            for lines in _line_blocks(handle, stop):
                 _identity_lines(lines, links)
 
     def __iter__(self) -> Iterator[Event]:
@@ -417,15 +461,18 @@ def link_event(link: Link) -> Event:
     return Event(kind, None, "", user_id, anonymous_id, EPOCH, {}, {}, previous_id)
 
 
-def _back_times(path: Path, start: int, want_links: bool) -> tuple[Times | None, list[Link]]:
-    """:func:`_block_times` of the file from byte ``start``, and the links found there
-    (when wanted): a helper process's share of the order check."""
+def _back_times(
+    path: Path, start: int, want_links: bool
+) -> tuple[tuple[bytes, bytes, int, int], list[Link]]:
+    """The order check of the file from byte ``start`` (a :class:`Checked`, as a plain
+    tuple for marshal) and the links found there (when wanted; only complete when the
+    check is sure): a helper process's share of the check."""
     found: list[Link] = []
-    seen = partial(_identity_lines, links=lambda e: found.append(link_of(e)))
+    seen = partial(_identity_lines, links=lambda event: found.append(link_of(event)))
     with path.open("rb") as handle:
         handle.seek(start)
-        times = _block_times(handle, None, seen if want_links else None)
-    return times, found
+        checked = _block_times(handle, None, seen if want_links else None)
+    return tuple(checked), found  # type: ignore[return-value]
 
 
 def read_events(path: Path) -> list[Event]:

@@ -88,9 +88,7 @@ class _Alias(_Message, tag="alias", kw_only=True):
     previousId: _Id
 
 
-_decode_plain = msgspec.json.Decoder(
-    _Track | _Identify | _Page | _Screen | _Group | _Alias
-).decode
+_decode_plain = msgspec.json.Decoder(_Track | _Identify | _Page | _Screen | _Group | _Alias).decode
 _decode_any = msgspec.json.Decoder().decode
 
 #: A JSON string (whose brackets do not nest) or a bracket.

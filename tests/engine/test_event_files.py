@@ -378,3 +378,55 @@ def test_a_helper_checks_the_back_half_and_the_seam(
     assert [e.name for e in read_events(path)] == [
         f"e{n}" for n, _ in sorted(enumerate(hours), key=lambda item: (item[1], item[0]))
     ]
+
+
+@pytest.mark.parametrize("block", [8, 1 << 20])
+def test_decoding_resumes_after_the_blocks_from_the_last_line_time_not_a_nested_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    """The blocks' last time can be a nested one, later than any line's own time."""
+    import engine.event_files as event_files
+
+    monkeypatch.setattr(event_files, "ORDER_BLOCK", block)
+    nested = '{"type": "track", "event": "e0", "userId": "u1", "ts": "2026-03-01T10:00:00Z", '
+    lines = [
+        track("a", "2026-03-01T07:00:00Z", "ma"),
+        nested + '"properties": {"timestamp": "2026-03-01T10:00:00Z"}}',
+        track("e1", "2026-03-01T08:00:00Z", "m1"),
+        track("e2", "2026-03-01T09:00:00+01:00", "m2"),  # not plain: decoding starts here
+        track("e3", "2026-03-01T08:30:00Z", "m3"),
+    ]
+    path = write(tmp_path, lines)
+    assert EventFile(path).in_time_order()
+    lines.append(track("e4", "2026-03-01T07:59:00Z", "m4"))
+    assert not EventFile(write(tmp_path, lines)).in_time_order()
+    lines[2] = track("e1", "2026-03-01T06:00:00Z", "m1")  # before the first line's time
+    del lines[-1]
+    assert not EventFile(write(tmp_path, lines)).in_time_order()
+
+
+@pytest.mark.parametrize("helper", [False, True])
+@pytest.mark.parametrize("links_after", [0, 150, 400, 1 << 30])
+@pytest.mark.parametrize("block", [90, 200, 1 << 20])
+def test_the_order_check_hands_over_every_link_once_the_file_is_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int, links_after: int, helper: bool
+) -> None:
+    """Wherever the blocks fall, the search for links that starts on the way and the one
+    that catches up afterwards (and the helper's) meet without a gap."""
+    import engine.event_files as event_files
+
+    monkeypatch.setattr(event_files, "ORDER_BLOCK", block)
+    monkeypatch.setattr(event_files, "LINKS_AFTER", links_after)
+    if helper:
+        monkeypatch.setattr(event_files, "HELPER_FROM_BYTES", 0)
+    lines = []
+    for n in range(12):
+        stamp = f"2026-03-01T{n + 1:02d}:00:00Z"
+        lines.append(track(f"e{n}", stamp, f"m{n}"))
+        link = {"type": "identify", "userId": f"u{n}", "anonymousId": f"a{n}"}
+        lines.append(json.dumps({**link, "timestamp": stamp, "messageId": f"l{n}"}))
+    found: set[tuple[str | None, str | None]] = set()
+    assert EventFile(write(tmp_path, lines)).in_time_order(
+        lambda event: found.add((event.user_id, event.anonymous_id))
+    )
+    assert found == {(f"u{n}", f"a{n}") for n in range(12)}

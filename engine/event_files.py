@@ -23,7 +23,7 @@ import re
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -38,7 +38,6 @@ from engine.forked import Forked
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The message types that link ids.
 IDENTITY_TYPES = frozenset({"identify", "alias"})
-_MICROSECOND = timedelta(microseconds=1)
 #: Low bits of a sort key: the event's line number, so equal times keep file order.
 INDEX_BITS = 32
 INDEX_MASK = (1 << INDEX_BITS) - 1

@@ -431,6 +431,34 @@ def test_a_killed_process_fails_the_simulation_cleanly(tmp_path: Path, victim: s
         )
 
 
+def test_a_killed_reader_of_one_process_fails_the_simulation_cleanly(tmp_path: Path) -> None:
+    """``--workers 1`` reads the file in a forked reader too: kill -9 of it is said the
+    same way (it used to end in a traceback)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import send_heavy_stream
+
+    path = tmp_path / "events.jsonl"
+    send_heavy_stream.write_stream(path, 60_000, 4_000, 5)
+    journeys = ROOT / "benchmarks" / "send_heavy" / "journeys"
+    command = [sys.executable, "-m", "engine.cli", "simulate", "--workers", "1"]
+    process = subprocess.Popen(
+        [*command, str(journeys), str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    children: list[int] = []
+    for _ in range(200):
+        children = _children(process.pid)
+        if children:
+            break
+        time.sleep(0.02)
+    assert len(children) == 1, children
+    time.sleep(0.3)
+    os.kill(children[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert b"stopped (killed?) before the end; the trace above is incomplete" in stderr
+    assert b"Traceback" not in stderr
+
+
 def _in_time_order(messages: list[dict[str, Any] | str], offsets: bool) -> list[Any]:
     """The messages sorted by time (the bad lines last), so the file is streamed; with
     ``offsets`` the times are written as +08:00 (the order check then decodes lines)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ from engine.errors import CompileError, EngineError
 from engine.event_feed import EventFeed
 from engine.event_files import EventFile
 from engine.events import Event
-from engine.forked import WorkerFailed
+from engine.forked import WorkerFailed, can_fork, usable_cores
 from engine.progress import Advance, count_lines, progress_bar, shows_progress
 from engine.project import Project, compile_project
 from engine.simulate import Simulation, Summary, collected_by_hand
@@ -177,7 +176,7 @@ WORKERS_FROM_BYTES = 4 << 20
 
 def _worker_count(asked: int | None, events_file: Path, stats: bool) -> int | None:
     """How many processes simulate; None (reported) when the setting is invalid."""
-    if stats or not hasattr(os, "fork"):
+    if stats or not can_fork():
         return 1  # --stats watches every user in one place
     if asked is not None:
         return asked
@@ -194,8 +193,7 @@ def _worker_count(asked: int | None, events_file: Path, stats: bool) -> int | No
         return setting
     if events_file.stat().st_size < WORKERS_FROM_BYTES:
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, 8))
+    return min(usable_cores(), 8)
 
 
 def _horizon(until: datetime | None, last: datetime | None) -> datetime | None:

@@ -23,7 +23,7 @@ import re
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -33,7 +33,7 @@ from msgspec import DecodeError
 from engine.errors import InvalidMessage
 from engine.event_lines import decode_line, plain_line
 from engine.events import Event, parse_message
-from engine.forked import Forked
+from engine.forked import Forked, can_fork, usable_cores
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The message types that link ids.
@@ -177,6 +177,11 @@ def micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+def from_micros(count: int) -> datetime:
+    """The moment ``count`` microseconds after the epoch (what :func:`micros` gives)."""
+    return EPOCH + timedelta(microseconds=count)
+
+
 def sort_key(moment: datetime, number: int) -> int:
     """One int that orders events by instant, then by line number."""
     if number > INDEX_MASK:
@@ -221,6 +226,7 @@ class EventFile:
         with self.path.open("rb") as handle:
             front = _block_times(handle, start, seen, LINKS_AFTER)
         sure = front.unsure_from < 0
+        found: list[Link] = []  # the links in the helper's part
         if helper is not None:
             if sure:
                 back, found = helper.result()
@@ -230,7 +236,7 @@ class EventFile:
         if sure:
             if links is not None:
                 self._scan_links(links, front.unseen_to)
-                for link in found if helper is not None else ():
+                for link in found:
                     links(link_event(link))
             return True
         # Decoded from where the blocks stopped being sure (the helper's part, if not its).
@@ -245,7 +251,7 @@ class EventFile:
         at or after where its HELPER_SHARE begins; None when the file is too small to
         share, or there is no second core."""
         size = self.path.stat().st_size
-        if size < HELPER_FROM_BYTES or len(os.sched_getaffinity(0)) < 2:
+        if size < HELPER_FROM_BYTES or usable_cores() < 2 or not can_fork():
             return None
         with self.path.open("rb") as handle:
             handle.seek(int(size * (1 - HELPER_SHARE)))

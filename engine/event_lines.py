@@ -147,24 +147,17 @@ def plain_line(line: bytes) -> Event | None:
     properties: Any = {}
     traits: Any = {}
     previous_id: str | None = None
-    if kind is _Track:
-        name = message.event
+    if kind is _Track or kind is _Page or kind is _Screen:
+        name = message.event if kind is _Track else message.name
         if message.properties is not _UNSET:
             properties = message.properties
-    elif kind is _Identify:
+    elif kind is _Identify or kind is _Group:
         if message.traits is not _UNSET:
             traits = message.traits
-        elif context:  # RudderStack's SDKs send identify traits in context.traits only
+        elif kind is _Identify and context:  # RudderStack's SDKs send them in context only
             in_context = context.get("traits")
             if isinstance(in_context, dict):
                 traits = in_context
-    elif kind is _Page or kind is _Screen:
-        name = message.name
-        if message.properties is not _UNSET:
-            properties = message.properties
-    elif kind is _Group:
-        if message.traits is not _UNSET:
-            traits = message.traits
     else:
         previous_id = message.previousId
     return Event(

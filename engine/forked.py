@@ -20,6 +20,18 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
+def usable_cores() -> int:
+    """How many cores this process may run on (at least one)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux: what the process is allowed, not the machine
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Whether helper processes can be forked here."""
+    return hasattr(os, "fork")
+
+
 class WorkerFailed(Exception):
     """A process of the simulation failed or was killed; the trace is incomplete."""
 

@@ -41,6 +41,15 @@ def anonymous_key(anonymous_id: str) -> str:
     return ANONYMOUS_PREFIX + anonymous_id
 
 
+def routing_key(user_id: str | None, anonymous_id: str | None) -> str:
+    """The key an event's ids name before any link: its userId's, else its anonymousId's
+    (events are routed and partitioned by it)."""
+    if user_id is not None:
+        return USER_PREFIX + user_id
+    assert anonymous_id is not None
+    return ANONYMOUS_PREFIX + anonymous_id
+
+
 def display_id(key: str) -> str:
     """The id trace lines and templates show for a key: the user id, else the anonymous id."""
     return key.split(":", 1)[1]
@@ -54,11 +63,7 @@ class IdentityMap:
 
     def resolve(self, user_id: str | None, anonymous_id: str | None) -> str:
         """The key an event belongs to: its userId's, else its anonymousId's owner."""
-        if user_id is not None:
-            key = user_key(user_id)
-            return self.links.get(key, key)
-        assert anonymous_id is not None
-        key = anonymous_key(anonymous_id)
+        key = routing_key(user_id, anonymous_id)
         return self.links.get(key, key)
 
     def owner(self, key: str) -> str:

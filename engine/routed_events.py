@@ -9,31 +9,29 @@ order, without decoding them.
 
 No event can be simulated before the first pass ends (the file is not in order, or
 the links are not all known), so in a large file a helper process takes the back
-half of that pass meanwhile: it hands back its lines' ends, each valid event's
-number, time and message id, the key of each wanted one, its links and its errors.
-This process reads the front half, then takes the back half's results in file
-order, as if it had read them itself: a message id already met in the front half
-makes a duplicate there too.
+half of that pass meanwhile. Each part is read alike (:func:`_read_part`: its lines'
+ends, its events' sort keys and message ids, the key of each wanted one, its links and
+its errors) and taken in file order (:func:`_take`), as if one process had read them
+all: a message id already met in the front part makes a duplicate in the back one.
 """
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
-from datetime import timedelta
 from functools import partial
 from itertools import repeat
 from pathlib import Path
 from typing import Protocol
 
 from engine.event_files import (
-    EPOCH,
     IDENTITY_TYPES,
     INDEX_BITS,
     INDEX_MASK,
     READ_BATCH,
     EventFile,
     Link,
+    from_micros,
     link_event,
     link_of,
     micros,
@@ -42,9 +40,8 @@ from engine.event_files import (
 )
 from engine.events import Event
 from engine.forked import Forked
-from engine.user_shards import own_key
+from engine.identity import routing_key
 
-_MICROSECOND = timedelta(microseconds=1)
 #: (line number, line, key id, time in microseconds since the epoch).
 Routed = tuple[int, bytes, int, int]
 
@@ -64,8 +61,8 @@ class Router(Protocol):
         helper process asks it too."""
 
     def key_id(self, key: str, events: int) -> int:
-        """The number of a key (:func:`~engine.user_shards.own_key`) that ``events`` more
-        wanted events belong to."""
+        """The number of a key (an event's :func:`~engine.identity.routing_key`) that
+        ``events`` more wanted events belong to."""
 
     def placed(self) -> None:
         """Every event of an unsorted file has been asked about; none is yielded yet."""
@@ -84,7 +81,8 @@ def routed(file: EventFile, router: Router) -> Iterator[Routed]:
                 file.first = event.timestamp
             file.last = event.timestamp
             if wants(event):
-                yield number, line, key_id(own_key(event), 1), micros(event.timestamp)
+                key = routing_key(event.user_id, event.anonymous_id)
+                yield number, line, key_id(key, 1), micros(event.timestamp)
         return
     ends, keys, marks = _first_pass(file, router)
     router.placed()
@@ -92,8 +90,8 @@ def routed(file: EventFile, router: Router) -> Iterator[Routed]:
         return
     keys.sort()
     file.count = len(keys)
-    file.first = EPOCH + (keys[0] >> INDEX_BITS) * _MICROSECOND
-    file.last = EPOCH + (keys[-1] >> INDEX_BITS) * _MICROSECOND
+    file.first = from_micros(keys[0] >> INDEX_BITS)
+    file.last = from_micros(keys[-1] >> INDEX_BITS)
     with file.path.open("rb") as handle:
         fd = handle.fileno()
         for first in range(0, len(keys), READ_BATCH):
@@ -109,37 +107,36 @@ def routed(file: EventFile, router: Router) -> Iterator[Routed]:
                 yield number, lines[number], marks[number - 1], moment
 
 
-def _first_pass(file: EventFile, router: Router) -> tuple[array[int], list[int], array[int]]:
+#: Where each line ends, the sort keys, the key id of each line's event (see below).
+FirstPass = tuple["array[int]", list[int], "array[int]"]
+
+
+def _first_pass(file: EventFile, router: Router) -> FirstPass:
     """(where each line ends, the sort key of each valid distinct event, the key id of
     each line's event by line number - 1, -1 where none is wanted)."""
-    ends = array("q", [0])
-    keys: list[int] = []
-    marks = array("i")
     start = file.helper_start()
-    helper = None if start is None else Forked(partial(_back_pass, file.path, start, router))
-    seen: set[str] = set()
-    wants, key_id, learn = router.wants, router.key_id, router.learn
-    for number, _, event in file.distinct(ends, (0, 1, start), seen):
-        keys.append(sort_key(event.timestamp, number))
-        if event.type in IDENTITY_TYPES:
-            learn(event)
-        if len(marks) < number - 1:
-            marks.extend(repeat(-1, number - 1 - len(marks)))
-        marks.append(key_id(own_key(event), 1) if wants(event) else -1)
+    helper = None if start is None else Forked(partial(_read_part, file.path, start, router))
+    seen: set[str] = set()  # the front part's message ids
+    front = _read_part(file.path, 0, router, start, seen)
+    first_pass: FirstPass = array("q", [0]), [], array("i")
+    _take(file, router, front, None, first_pass)
     if helper is not None:
-        _take_back(file, router, helper.result(), seen, (ends, keys, marks))
-    return ends, keys, marks
+        _take(file, router, helper.result(), seen, first_pass)
+    return first_pass
 
 
-#: A helper's share of the first pass: where its lines end and the key id of each one's
-#: event, or -1 (arrays' bytes), the sort keys and message ids of its valid distinct
-#: events, the keys it numbered with how many wanted events each has, its links,
-#: errors and duplicates.
-BackPass = tuple[bytes, bytes, list[int], list[str], list[str], bytes, list[Link], list[str], int]
+#: A part of the first pass: where its lines end and the key id of each one's event, or
+#: -1 (arrays' bytes), the sort keys and message ids of its valid distinct events, the
+#: keys it numbered with how many wanted events each has, its links, errors and
+#: duplicates. Plain values, as a helper process hands its part back through marshal.
+Part = tuple[bytes, bytes, list[int], list[str], list[str], bytes, list[Link], list[str], int]
 
 
-def _back_pass(path: Path, start: int, router: Router) -> BackPass:
-    """The first pass over the lines from byte ``start`` (a helper process's share)."""
+def _read_part(
+    path: Path, start: int, router: Router, stop: int | None = None, seen: set[str] | None = None
+) -> Part:
+    """The first pass over the lines from byte ``start`` to ``stop`` (the end), with the
+    message ids met added to ``seen``."""
     file = EventFile(path)
     first = 1 + _lines_before(path, start)
     ends = array("q")
@@ -150,7 +147,7 @@ def _back_pass(path: Path, start: int, router: Router) -> BackPass:
     weights = array("q")
     links: list[Link] = []
     wants = router.wants
-    for number, _, event in file.distinct(ends, (start, first, None)):
+    for number, _, event in file.distinct(ends, (start, first, stop), seen):
         keys.append(sort_key(event.timestamp, number))
         message_ids.append(event.message_id)
         if event.type in IDENTITY_TYPES:
@@ -158,7 +155,8 @@ def _back_pass(path: Path, start: int, router: Router) -> BackPass:
         if len(marks) < number - first:
             marks.extend(repeat(-1, number - first - len(marks)))
         if wants(event):
-            mark = numbered.setdefault(own_key(event), len(numbered))
+            key = routing_key(event.user_id, event.anonymous_id)
+            mark = numbered.setdefault(key, len(numbered))
             if mark < len(weights):
                 weights[mark] += 1
             else:
@@ -180,34 +178,33 @@ def _back_pass(path: Path, start: int, router: Router) -> BackPass:
     )
 
 
-def _take_back(
+def _take(
     file: EventFile,
     router: Router,
-    back: BackPass,
-    seen: set[str],
-    front: tuple[array[int], list[int], array[int]],
+    part: Part,
+    before: set[str] | None,
+    first_pass: FirstPass,
 ) -> None:
-    """Add a helper's share of the first pass to this process's: as if it had read those
-    lines itself after its own (a message id it met makes a duplicate of a later one)."""
-    ends, keys, marks = front
-    back_ends, back_marks, back_keys, message_ids, owners, weights, links, errors, dupes = back
+    """Add a part of the first pass to what the parts before it gave, as if one process
+    had read them all in file order: a message id met ``before`` makes a duplicate."""
+    ends, keys, marks = first_pass
+    part_ends, part_marks, part_keys, message_ids, owners, weights, links, errors, dupes = part
     file.errors.extend(errors)
     file.duplicates += dupes
     for link in links:
         router.learn(link_event(link))
     counts = array("q")
     counts.frombytes(weights)
-    ids = array("i", map(router.key_id, owners, counts))  # the helper's key ids to ours
+    ids = array("i", map(router.key_id, owners, counts))  # the part's key ids to the router's
     lines = array("i")
-    lines.frombytes(back_marks)
-    marks.extend(repeat(-1, len(ends) - 1 - len(marks)))  # to the helper's first line
+    lines.frombytes(part_marks)
     marks.extend(ids[mark] if mark >= 0 else -1 for mark in lines)
-    ends.frombytes(back_ends)
-    if seen.isdisjoint(message_ids):  # nearly always: done in C
-        keys.extend(back_keys)
+    ends.frombytes(part_ends)
+    if before is None or before.isdisjoint(message_ids):  # nearly always: done in C
+        keys.extend(part_keys)
         return
-    for key, message_id in zip(back_keys, message_ids, strict=True):
-        if message_id in seen:  # the first copy is in the front part
+    for key, message_id in zip(part_keys, message_ids, strict=True):
+        if message_id in before:  # the first copy is in a part before
             file.duplicates += 1
             marks[(key & INDEX_MASK) - 1] = -1
         else:

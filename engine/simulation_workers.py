@@ -38,13 +38,13 @@ from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import IO, Any, NoReturn
 
 import orjson
 
 from engine.catalog import Project
-from engine.event_files import EPOCH, EventFile, Tally
+from engine.event_files import EventFile, Tally, from_micros
 from engine.events import Event
 from engine.forked import WorkerFailed
 from engine.processor import UserState, acts_on
@@ -67,7 +67,6 @@ _CHUNK = 1 << 16
 #: A worker sends its records once they hold this many bytes of trace.
 _BATCH_BYTES = 1 << 16
 _PIPE_BYTES = 1 << 20
-_ONE_MICROSECOND = timedelta(microseconds=1)
 
 #: A record: (place, due in µs or -1 for an event, setter's id, number among the
 #: setter's timers, own id if it set timers else -1, trace lines, setters released).
@@ -436,7 +435,7 @@ def _tick(worker: _Worker, ticks: array[int]) -> None:
         moment = ticks[index + 1]
         if moment >= due:
             worker.place = ticks[index]
-            worker.fire_due(EPOCH + moment * _ONE_MICROSECOND)
+            worker.fire_due(from_micros(moment))
             if not timers:
                 return
             due = timers[0][0]

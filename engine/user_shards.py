@@ -17,16 +17,7 @@ from collections.abc import Sequence
 from zlib import crc32
 
 from engine.events import Event
-from engine.identity import anonymous_key, user_key
-
-
-def own_key(event: Event) -> str:
-    """The key an event's ids name before any link: its userId's, else its anonymousId's."""
-    user_id = event.user_id
-    if user_id is not None:
-        return user_key(user_id)
-    assert event.anonymous_id is not None
-    return anonymous_key(event.anonymous_id)
+from engine.identity import anonymous_key, routing_key, user_key
 
 
 class UserShards:
@@ -56,8 +47,8 @@ class UserShards:
             self._join(anonymous_key(event.anonymous_id), target)
 
     def key_id(self, key: str) -> int:
-        """A number for ``key`` (what :func:`own_key` gives), the same for every event of
-        it; it may be asked before every link is learnt."""
+        """A number for ``key`` (an event's :func:`~engine.identity.routing_key`), the same
+        for every event of it; it may be asked before every link is learnt."""
         number = self._ids.get(key)
         if number is None:
             number = self._ids[key] = len(self._keys)
@@ -95,7 +86,7 @@ class UserShards:
 
     def of(self, event: Event) -> int:
         """The worker that applies ``event``; ask once every link is learnt."""
-        return self.shard(self.key_id(own_key(event)))
+        return self.shard(self.key_id(routing_key(event.user_id, event.anonymous_id)))
 
     def _root(self, key: str) -> str:
         parent = self._parent

@@ -32,9 +32,10 @@ from sqlalchemy.orm import Session
 from engine.durations import iso_z
 from engine.errors import EngineError, InvalidMessage
 from engine.events import Event, parse_message, printable, unstorable_text
+from engine.identity import routing_key
 from engine.metrics import EVENTS
 from engine.store.database import Database
-from engine.store.partitions import partition_of, routing_key
+from engine.store.partitions import partition_of
 from engine.store.schema import StoredEvent
 
 log = logging.getLogger("journey.ingest")

@@ -23,7 +23,6 @@ from datetime import datetime
 from sqlalchemy import Select, case, exists, or_, select
 from sqlalchemy.orm import Session
 
-from engine.identity import anonymous_key, user_key
 from engine.store.schema import Partition, StoredEvent, Timer
 
 #: Fixed by the schema: changing it means re-hashing every pending event and timer.
@@ -33,14 +32,6 @@ PARTITIONS = 1024
 def partition_of(key: str) -> int:
     """The partition of a user key (``user:…`` or ``anon:…``), the same on every machine."""
     return zlib.crc32(key.encode("utf-8", "surrogatepass")) % PARTITIONS
-
-
-def routing_key(user_id: str | None, anonymous_id: str | None) -> str:
-    """The key an event is routed by: its userId's, else its anonymousId's."""
-    if user_id is not None:
-        return user_key(user_id)
-    assert anonymous_id is not None
-    return anonymous_key(anonymous_id)
 
 
 def _with_work(now: datetime) -> Select[int]:

@@ -118,8 +118,13 @@ def test_a_killed_helper_fails_the_simulation_cleanly(
     def killed(*args: Any) -> Any:
         os.kill(os.getpid(), signal.SIGKILL)  # in the helper: forked from the reader
 
+    read_part = routed_events._read_part
+
+    def killed_in_the_back(path: Path, start: int, *args: Any) -> Any:
+        return killed() if start else read_part(path, start, *args)  # the front is the reader's
+
     monkeypatch.setattr(event_files, "_back_times", killed)
-    monkeypatch.setattr(routed_events, "_back_pass", killed)
+    monkeypatch.setattr(routed_events, "_read_part", killed_in_the_back)
     with pytest.raises(WorkerFailed, match="a helper process stopped"):
         simulate_in_workers(
             PROJECT, EventFile(path), 2, horizon_after, lambda chunk: None, lambda n: None

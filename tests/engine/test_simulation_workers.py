@@ -397,9 +397,16 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
-@pytest.mark.parametrize("victim", ["reader", "worker"])
-def test_a_killed_process_fails_the_simulation_cleanly(tmp_path: Path, victim: str) -> None:
-    """kill -9 of the reader or of a worker: the command says so and exits 1; nothing
+@pytest.mark.parametrize(
+    ("workers", "victim"),
+    [(2, 0), (2, 2), (1, 0)],
+    ids=["reader", "worker", "one-process reader"],
+)
+def test_a_killed_process_fails_the_simulation_cleanly(
+    tmp_path: Path, workers: int, victim: int
+) -> None:
+    """kill -9 of the reader or of a worker (``--workers 1`` reads in a forked reader
+    too, which used to end in a traceback): the command says so and exits 1; nothing
     hangs and no process is left behind."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import send_heavy_stream
@@ -407,56 +414,29 @@ def test_a_killed_process_fails_the_simulation_cleanly(tmp_path: Path, victim: s
     path = tmp_path / "events.jsonl"
     send_heavy_stream.write_stream(path, 60_000, 4_000, 5)
     journeys = ROOT / "benchmarks" / "send_heavy" / "journeys"
-    command = [sys.executable, "-m", "engine.cli", "simulate", "--workers", "2"]
+    command = [sys.executable, "-m", "engine.cli", "simulate", "--workers", str(workers)]
     process = subprocess.Popen(
         [*command, str(journeys), str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
+    expected = 1 + workers if workers > 1 else 1  # the reader first, then the workers
     children: list[int] = []
-    for _ in range(200):  # the reader first, then the two workers
+    for _ in range(200):
         children = _children(process.pid)
-        if len(children) == 3:
+        if len(children) == expected:
             break
         time.sleep(0.02)
-    assert len(children) == 3, children
+    assert len(children) == expected, children
     time.sleep(0.3)
-    os.kill(children[0] if victim == "reader" else children[2], signal.SIGKILL)
+    os.kill(children[victim], signal.SIGKILL)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1
-    assert b"the trace above is incomplete" in stderr
+    assert b"stopped (killed?) before the end; the trace above is incomplete" in stderr
     assert b"Traceback" not in stderr
     for child in children:
         assert (
             not Path(f"/proc/{child}").exists()
             or b"zombie" in Path(f"/proc/{child}/status").read_bytes().lower()
         )
-
-
-def test_a_killed_reader_of_one_process_fails_the_simulation_cleanly(tmp_path: Path) -> None:
-    """``--workers 1`` reads the file in a forked reader too: kill -9 of it is said the
-    same way (it used to end in a traceback)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import send_heavy_stream
-
-    path = tmp_path / "events.jsonl"
-    send_heavy_stream.write_stream(path, 60_000, 4_000, 5)
-    journeys = ROOT / "benchmarks" / "send_heavy" / "journeys"
-    command = [sys.executable, "-m", "engine.cli", "simulate", "--workers", "1"]
-    process = subprocess.Popen(
-        [*command, str(journeys), str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    children: list[int] = []
-    for _ in range(200):
-        children = _children(process.pid)
-        if children:
-            break
-        time.sleep(0.02)
-    assert len(children) == 1, children
-    time.sleep(0.3)
-    os.kill(children[0], signal.SIGKILL)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 1
-    assert b"stopped (killed?) before the end; the trace above is incomplete" in stderr
-    assert b"Traceback" not in stderr
 
 
 def _in_time_order(messages: list[dict[str, Any] | str], offsets: bool) -> list[Any]:

@@ -8,11 +8,13 @@ of the user's quiet hours.
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Collection, Mapping
+from bisect import bisect_left, insort
+from collections.abc import Collection, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import lru_cache
+from itertools import compress
+from operator import itemgetter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -56,6 +58,83 @@ class SentMessage(NamedTuple):
     at: datetime
 
 
+class SentSlots(Collection[SentMessage]):
+    """A user's messages that count toward caps, by message id in the order they were
+    taken (the mapping methods are a dict's), their times also kept sorted per channel
+    and for all channels: a cap is then checked on the few messages next to a new one,
+    not on every message of the window (busy users hold hundreds)."""
+
+    __slots__ = ("_by_id", "_times")
+
+    def __init__(self, slots: Mapping[str, SentMessage] | None = None) -> None:
+        self._by_id: dict[str, SentMessage] = {}
+        #: Channel -> its messages' times, sorted; None -> every channel's.
+        self._times: dict[str | None, list[datetime]] = {None: []}
+        if slots:
+            self.update(slots)
+
+    def times(self, channel: str | None) -> list[datetime]:
+        """The sorted times of ``channel``'s messages (None: of every channel). Read only."""
+        return self._times.get(channel, [])
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[SentMessage]:
+        return iter(self._by_id.values())
+
+    def __contains__(self, slot: object) -> bool:
+        return slot in self._by_id.values()
+
+    def __getitem__(self, message_id: str) -> SentMessage:
+        return self._by_id[message_id]
+
+    def __setitem__(self, message_id: str, slot: SentMessage) -> None:
+        old = self._by_id.get(message_id)
+        if old is not None:
+            self._forget(old)
+        self._by_id[message_id] = slot
+        insort(self._times[None], slot.at)
+        insort(self._times.setdefault(slot.channel, []), slot.at)
+
+    def __delitem__(self, message_id: str) -> None:
+        self._forget(self._by_id.pop(message_id))
+
+    def pop(self, message_id: str, default: SentMessage | None = None) -> SentMessage | None:
+        slot = self._by_id.pop(message_id, None)
+        if slot is None:
+            return default
+        self._forget(slot)
+        return slot
+
+    def _forget(self, slot: SentMessage) -> None:
+        for times in (self._times[None], self._times[slot.channel]):
+            del times[bisect_left(times, slot.at)]
+
+    def update(self, other: Mapping[str, SentMessage] | SentSlots) -> None:
+        for message_id, slot in other.items():
+            self[message_id] = slot
+
+    def items(self) -> ItemsView[str, SentMessage]:
+        return self._by_id.items()
+
+    def keys(self) -> KeysView[str]:
+        return self._by_id.keys()
+
+    def values(self) -> ValuesView[SentMessage]:
+        return self._by_id.values()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SentSlots):
+            return self._by_id == other._by_id
+        return isinstance(other, dict) and self._by_id == other
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"SentSlots({self._by_id!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class Cap:
     channel: str
@@ -78,6 +157,30 @@ class QuietHours:
         if self.start < self.end:
             return self.start <= local < self.end
         return local >= self.start or local < self.end
+
+
+_CHANNEL, _AT = itemgetter(0), itemgetter(1)  # of a SentMessage, read in C
+
+
+def _crowded(times: list[datetime], at: datetime, limit: int, per: timedelta) -> bool:
+    """Whether some window ``(end - per, end]`` would hold a message at ``at`` and
+    ``limit`` others, at the sorted ``times``: more than ``limit`` in all.
+
+    It would when ``limit`` of the times lie, with ``at``, within less than ``per`` of
+    one another (the window ends at the latest of them). The closest such times are
+    neighbours in ``times``, next to ``at``: only those runs need looking at.
+    """
+    if limit <= 0:
+        return True  # the message alone breaks it
+    count = len(times)
+    if count < limit:
+        return False
+    place = bisect_left(times, at)
+    for first in range(max(0, place - limit), min(place, count - limit) + 1):
+        low, high = times[first], times[first + limit - 1]
+        if (high if high > at else at) - (low if low < at else at) < per:
+            return True
+    return False
 
 
 @lru_cache(maxsize=1024)
@@ -176,21 +279,25 @@ class CompiledPolicies:
         future, so every window that would hold the new message is checked, not
         only the one ending at ``at``.
         """
+        everything: list[datetime] | None = None  # every channel's times, sorted
         for cap in self.caps:
             if len(sent) < cap.limit:
                 continue  # even every message counting and this one fit
-            if cap.channel != channel and cap.channel != "any":
+            if cap.channel == "any":
+                if isinstance(sent, SentSlots):
+                    times = sent.times(None)
+                else:
+                    if everything is None:
+                        everything = sorted(map(_AT, sent))
+                    times = everything
+            elif cap.channel == channel:
+                if isinstance(sent, SentSlots):
+                    times = sent.times(channel)
+                else:
+                    mine = map(channel.__eq__, map(_CHANNEL, sent))
+                    times = sorted(compress(map(_AT, sent), mine))
+            else:
                 continue
-            every_channel = cap.channel == "any"
-            low, high = at - cap.per, at + cap.per  # only these can share a window with it
-            times = [
-                m.at for m in sent if low < m.at < high and (every_channel or m.channel == channel)
-            ]
-            if len(times) < cap.limit:
-                continue  # even all of them and this one fit
-            times.sort()
-            for end in [at, *(t for t in times if t > at)]:
-                in_window = bisect_right(times, end) - bisect_right(times, end - cap.per) + 1
-                if in_window > cap.limit:
-                    return True
+            if _crowded(times, at, cap.limit, cap.per):
+                return True
         return False

@@ -21,7 +21,7 @@ from engine.catalog import Catalog as Catalog  # re-exported for the processor's
 from engine.events import Event
 from engine.graph import CompiledJourney
 from engine.identity import anonymous_key, display_id, merge_traits, user_key
-from engine.policies import SentMessage
+from engine.policies import SentMessage, SentSlots
 from engine.runs import (
     CancelMessage,
     CancelTimer,
@@ -75,7 +75,7 @@ class UserState:
     profile: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, RunState] = field(default_factory=dict)
     entries: dict[str, EntryHistory] = field(default_factory=dict)
-    sent: dict[str, SentMessage] = field(default_factory=dict)
+    sent: SentSlots = field(default_factory=SentSlots)
     #: The id trace lines and templates show (the key without its prefix).
     user_id: str = field(init=False)
 
@@ -84,7 +84,7 @@ class UserState:
 
     def view(self) -> UserView:
         """What the runtime may know of the user now (read before the user changes)."""
-        return UserView(self.user_id, self.profile, self.sent.values())
+        return UserView(self.user_id, self.profile, self.sent)
 
     def active_run(self, journey_id: str) -> RunState | None:
         for run in self.runs.values():

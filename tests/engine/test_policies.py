@@ -7,6 +7,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import spec
 from engine.channels import ChannelSpec, get_channel
@@ -16,9 +18,11 @@ from engine.policies import (
     QUIET_HOURS,
     UNSUBSCRIBED,
     Allow,
+    Cap,
     CompiledPolicies,
     QuietHours,
     SentMessage,
+    SentSlots,
     Suppress,
 )
 
@@ -309,3 +313,77 @@ def test_quiet_hours_last() -> None:
     assert compiled.decide(SMS, PROFILE, NIGHT_SH, [], ignore_frequency_cap=True) == Suppress(
         QUIET_HOURS
     )
+
+
+def capped_by_definition(
+    caps: list[Cap], channel: str, at: datetime, sent: list[SentMessage]
+) -> bool:
+    """Every window ``(end - per, end]`` that would hold the new message, counted one by
+    one: the definition the quicker check must agree with."""
+    for cap in caps:
+        if cap.channel not in (channel, "any"):
+            continue
+        times = [m.at for m in sent if cap.channel == "any" or m.channel == channel]
+        ends = [at, *(t for t in times if at < t < at + cap.per)]
+        for end in ends:
+            inside = sum(1 for t in times if end - cap.per < t <= end)
+            if inside + 1 > cap.limit:
+                return True
+    return False
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    caps=st.lists(
+        st.builds(
+            Cap,
+            st.sampled_from(["sms", "push", "any"]),
+            st.integers(0, 4),
+            st.integers(1, 8).map(lambda hours: timedelta(hours=hours)),
+        ),
+        max_size=3,
+    ),
+    channel=st.sampled_from(["sms", "push"]),
+    at=st.integers(0, 48 * 4).map(lambda quarter: NOON_SH + timedelta(minutes=15 * quarter)),
+    sent=st.lists(
+        st.builds(
+            SentMessage,
+            st.sampled_from(["sms", "push", "email"]),
+            st.integers(0, 48 * 4).map(lambda q: NOON_SH + timedelta(minutes=15 * q)),
+        ),
+        max_size=14,
+    ),
+)
+def test_caps_count_every_window_that_would_hold_the_message(
+    caps: list[Cap], channel: str, at: datetime, sent: list[SentMessage]
+) -> None:
+    # Times on a quarter-hour grid and windows of whole hours: ties at a window's edges
+    # and messages at the very time of the new one are common.
+    compiled = CompiledPolicies(SHANGHAI, caps=tuple(caps))
+    expected = capped_by_definition(caps, channel, at, sent)
+    assert compiled.capped(channel, at, sent) is expected
+    assert compiled.capped(channel, at, {str(n): m for n, m in enumerate(sent)}.values()) is (
+        expected
+    )
+    # Kept sorted as slots come and go: taken, some given back, some taken again.
+    slots = SentSlots({str(n): m for n, m in enumerate(sent)})
+    given_back = {str(n): slots.pop(str(n)) for n in range(0, len(sent), 3)}
+    slots.update({"spare": SentMessage(channel, at)})
+    del slots["spare"]
+    slots.update(given_back)
+    assert sorted(slots, key=tuple) == sorted(sent, key=tuple)
+    assert compiled.capped(channel, at, slots) is expected
+
+
+def test_sent_slots_are_a_mapping_in_the_order_taken() -> None:
+    first, second = SentMessage("sms", NOON_SH), SentMessage("push", NOON_SH - timedelta(hours=1))
+    slots = SentSlots({"a": first})
+    slots["b"] = second
+    slots["a"] = SentMessage("sms", NOON_SH + timedelta(hours=1))  # keeps its place
+    assert list(slots.keys()) == ["a", "b"] and slots["b"] == second and len(slots) == 2
+    assert slots.times(None) == [NOON_SH - timedelta(hours=1), NOON_SH + timedelta(hours=1)]
+    assert slots.times("sms") == [NOON_SH + timedelta(hours=1)] and slots.times("email") == []
+    assert slots.pop("missing") is None and slots.pop("b") == second
+    assert slots.times("push") == [] and slots == {"a": SentMessage("sms", slots["a"].at)}
+    with pytest.raises(KeyError):
+        del slots["b"]

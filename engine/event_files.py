@@ -31,7 +31,7 @@ from typing import Any, BinaryIO, NamedTuple
 from msgspec import DecodeError
 
 from engine.errors import InvalidMessage
-from engine.event_lines import decode_line, plain_line
+from engine.event_lines import decode_line, identity_of, plain_line
 from engine.events import Event, parse_message
 from engine.forked import Forked, can_fork, usable_cores
 
@@ -413,17 +413,20 @@ def read_lines(fd: int, ends: array[int], numbers: list[int]) -> dict[int, bytes
     return lines
 
 
-#: What a line that holds an identity event must contain (an escape may spell a type).
-_IDENTITY_NEEDLES = (b"identify", b"alias", b"\\")
+#: What a line that links two ids must contain: the second id's key (an identity event
+#: with a user id alone links nothing), or an escape that may spell it.
+_LINKING_NEEDLES = (b"anonymousId", b"previousId", b"\\")
 
 
 def _identity_lines(chunk: bytes, links: Callable[[Event], None]) -> None:
-    """Hand ``links`` the identity events among the whole lines of ``chunk``. Only the
-    ids matter: where they are text, a line is not validated further (a link too many
-    costs the split of users its balance, never its correctness); anything else is
-    read as the parser reads it (a number is an id too)."""
+    """Hand ``links`` the identity events among the whole lines of ``chunk`` that may link
+    two ids (those with a user id alone link nothing, and are mostly not even decoded).
+    Only the ids matter: where they are text, nothing else of a line is decoded or
+    validated (a link too many costs the split of users its balance, never its
+    correctness); ids of any other kind are read as the parser reads them (a number is
+    an id too)."""
     spans: set[tuple[int, int]] = set()
-    for needle in _IDENTITY_NEEDLES:
+    for needle in _LINKING_NEEDLES:
         at = chunk.find(needle)
         while at >= 0:
             start = chunk.rfind(b"\n", 0, at) + 1
@@ -433,16 +436,23 @@ def _identity_lines(chunk: bytes, links: Callable[[Event], None]) -> None:
             spans.add((start, end))
             at = chunk.find(needle, end)
     for start, end in spans:
+        line = chunk[start:end]
+        if b"identify" not in line and b"alias" not in line and b"\\" not in line:
+            continue  # names no identity type, nor has an escape that could spell one
+        found = identity_of(line)  # the ids alone: an identity line is mostly traits
+        if found is not None:
+            kind, *ids = found
+            if kind != "identify" and kind != "alias":
+                continue
+            if all(value is None or type(value) is str for value in ids):
+                links(link_event((kind, *ids)))
+                continue
         try:
-            raw = decode_line(chunk[start:end])
+            raw = decode_line(line)
         except DecodeError:
             continue
         kind = raw.get("type") if type(raw) is dict else None
         if kind != "identify" and kind != "alias":
-            continue
-        ids = (raw.get("userId"), raw.get("anonymousId"), raw.get("previousId"))
-        if all(value is None or type(value) is str for value in ids):
-            links(link_event((kind, *ids)))
             continue
         try:
             event = parse_message(raw, default_message_id="-")

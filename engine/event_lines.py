@@ -119,6 +119,32 @@ def decode_line(line: bytes) -> Any:
     return _decode_any(line)
 
 
+class _Ids(msgspec.Struct):
+    """The fields of a message that say whom it is about; any other is skipped unread."""
+
+    type: Any = None
+    userId: Any = None
+    anonymousId: Any = None
+    previousId: Any = None
+
+
+_decode_ids = msgspec.json.Decoder(_Ids).decode
+
+#: What :func:`identity_of` gives: (type, userId, anonymousId, previousId).
+Ids = tuple[Any, Any, Any, Any]
+
+
+def identity_of(line: bytes) -> Ids | None:
+    """The type and ids of the message on ``line``, as JSON values, the rest of the line
+    skipped rather than decoded, so checked less strictly than by :func:`decode_line`
+    (a line it refuses may answer here); None when this cannot read the line."""
+    try:
+        found = _decode_ids(line)
+    except (msgspec.DecodeError, RecursionError):  # a ValidationError too
+        return None
+    return found.type, found.userId, found.anonymousId, found.previousId
+
+
 def plain_line(line: bytes) -> Event | None:
     """The event of ``line`` exactly as :func:`decode_line` and
     :func:`~engine.events.parse_message` make it; None when the line is anything but a

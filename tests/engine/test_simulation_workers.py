@@ -341,7 +341,8 @@ def test_an_unreadable_file_is_reported(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_links_are_found_however_the_ids_are_written(tmp_path: Path) -> None:
     """The scan for links reads ids as the parser does: a number is an id, an escaped
-    type is still an identify, and a line that only mentions one is no link."""
+    type or key is still one, and a line that only mentions one is no link; an identify
+    with a user id alone links nothing, so it need not be seen."""
     lines = [
         {
             "type": "identify",
@@ -360,11 +361,17 @@ def test_links_are_found_however_the_ids_are_written(tmp_path: Path) -> None:
             "timestamp": at(2),
             "messageId": "c",
         },
+        '{"type": "identify", "userId": "u4", "anonymous\\u0049d": "v4", '
+        f'"timestamp": "{at(3)}", "messageId": "d"}}',
+        {"type": "identify", "userId": "u5", "timestamp": at(4), "messageId": "e"},
+        {"type": "alias", "userId": "u6", "previousId": "v6", "timestamp": at(5), "messageId": "f"},
     ]
     path = write(tmp_path / "links.jsonl", lines)
     learnt: list[tuple[Any, ...]] = []
-    EventFile(path).in_time_order(lambda e: learnt.append((e.user_id, e.anonymous_id)))
-    assert sorted(learnt) == [("123", "v1"), ("u2", "v2")]
+    EventFile(path).in_time_order(
+        lambda e: learnt.append((e.user_id, e.anonymous_id or e.previous_id))
+    )
+    assert sorted(learnt) == [("123", "v1"), ("u2", "v2"), ("u4", "v4"), ("u6", "v6")]
 
 
 def test_a_journey_that_does_not_compile_stops_the_reader(tmp_path: Path) -> None:

@@ -186,19 +186,26 @@ def plain_line(line: bytes) -> Event | None:
                 traits = in_context
     else:
         previous_id = message.previousId
-    return Event(
-        _KINDS[kind],
-        name,
-        message_id,
-        user_id,
-        anonymous_id,
-        timestamp,
-        properties,
-        traits,
-        previous_id,
-        context,
+    # Every field given, in order: the tuple is built as Event(...) builds it, without the
+    # Python-level constructor (an event per line of a file).
+    return _make_event(
+        Event,
+        (
+            _KINDS[kind],
+            name,
+            message_id,
+            user_id,
+            anonymous_id,
+            timestamp,
+            properties,
+            traits,
+            previous_id,
+            context,
+        ),
     )
 
+
+_make_event = tuple.__new__
 
 _KINDS: dict[type[_Message], str] = {
     kind: str(kind.__struct_config__.tag)

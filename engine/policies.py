@@ -68,8 +68,9 @@ class SentSlots(Collection[SentMessage]):
 
     def __init__(self, slots: Mapping[str, SentMessage] | None = None) -> None:
         self._by_id: dict[str, SentMessage] = {}
-        #: Channel -> its messages' times, sorted; None -> every channel's.
-        self._times: dict[str | None, list[datetime]] = {None: []}
+        #: Channel -> its messages' times, sorted; None -> every channel's. Empty until a
+        #: first message: most users never get one.
+        self._times: dict[str | None, list[datetime]] = {}
         if slots:
             self.update(slots)
 
@@ -94,7 +95,7 @@ class SentSlots(Collection[SentMessage]):
         if old is not None:
             self._forget(old)
         self._by_id[message_id] = slot
-        insort(self._times[None], slot.at)
+        insort(self._times.setdefault(None, []), slot.at)
         insort(self._times.setdefault(slot.channel, []), slot.at)
 
     def __delitem__(self, message_id: str) -> None:

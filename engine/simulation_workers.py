@@ -304,8 +304,10 @@ class _Worker(Simulation):
             return
         payload = b"\n".join(lines) + b"\n" if lines else b""
         lines.clear()
-        released = tuple(self.released)
-        self.released.clear()
+        released: tuple[int, ...] = ()
+        if self.released:
+            released = tuple(self.released)
+            self.released.clear()
         own = self.action if self.set_here else -1
         self.batch.append((place, due, setter, number, own, payload, released))
         self.batch_bytes += len(payload) + 64

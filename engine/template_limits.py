@@ -309,29 +309,33 @@ def _refuse_over(size: int, what: str) -> None:
 def limited_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` (the filter ``name``) with its inputs and result weighed."""
     skip = 1 if hasattr(function, "jinja_pass_arg") else 0  # context/environment first
+    # Worked out once: a template calls its filters on every render.
+    widths, text = name in _WIDTH_FILTERS, name in _TEXT_FILTERS
+    given, made = f"the text given to the {name} filter", f"the {name} filter's result"
 
     @wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         spend()
-        values = args[skip:]
-        if name in _WIDTH_FILTERS and any(
-            _integer(a) and a > MAX_TEXT for a in (*values[1:], *kwargs.values())
-        ):
-            raise LimitExceeded(f"the {name} filter pads beyond {MAX_TEXT:,} characters")
-        if values and name in _TEXT_FILTERS:
-            value = values[0]
-            if name == "join" and not isinstance(value, str):
-                value = list(value)  # read an iterator once, then weigh it
-                args = (*args[:skip], value, *values[1:])
-                separator = kwargs.get("d", values[1] if len(values) > 1 else "")
-                spread = len(separator) * len(value) if isinstance(separator, str) else 0
-                _refuse_over(weight(value) + spread, "the joined text")
-            else:
-                check_size(value, f"the text given to the {name} filter")
-            _check_filter_arguments(name, value, values, kwargs)
+        if widths or text:
+            values = args[skip:]
+            if widths and any(
+                _integer(a) and a > MAX_TEXT for a in (*values[1:], *kwargs.values())
+            ):
+                raise LimitExceeded(f"the {name} filter pads beyond {MAX_TEXT:,} characters")
+            if values and text:
+                value = values[0]
+                if name == "join" and not isinstance(value, str):
+                    value = list(value)  # read an iterator once, then weigh it
+                    args = (*args[:skip], value, *values[1:])
+                    separator = kwargs.get("d", values[1] if len(values) > 1 else "")
+                    spread = len(separator) * len(value) if isinstance(separator, str) else 0
+                    _refuse_over(weight(value) + spread, "the joined text")
+                else:
+                    check_size(value, given)
+                _check_filter_arguments(name, value, values, kwargs)
         result = function(*args, **kwargs)
         if isinstance(result, str | list | tuple):
-            check_size(result, f"the {name} filter's result")
+            check_size(result, made)
         return result
 
     return wrapper

@@ -73,9 +73,6 @@ _TIMESTAMP_MENTION = re.compile(
 )
 #: Bytes the order check reads at a time.
 ORDER_BLOCK = 1 << 20
-#: The order check of a file's first bytes looks for no links on the way, as a file out
-#: of order mostly shows it there: the links are looked for there once it is in order.
-LINKS_AFTER = 64 << 20
 #: How far back from where the order check by blocks stopped the last line's time is
 #: looked for.
 LOOK_BACK = 1 << 20
@@ -91,27 +88,22 @@ class Checked(NamedTuple):
     """What the order check by blocks found in a part of a file: its first and last time
     (``Z`` text of one length; empty when none), and where it stopped being sure the
     part is in order (the start of a block of lines; -1 when it never did), ``last``
-    then being the last time before there. Blocks before ``unseen_to`` were not shown
-    to whoever looks for links (see :func:`_block_times`)."""
+    then being the last time before there."""
 
     first: bytes
     last: bytes
     unsure_from: int = -1
-    unseen_to: int = 0
 
 
 def _block_times(
     handle: BinaryIO,
     stop: int | None = None,
     seen: Callable[[bytes], None] | None = None,
-    seen_from: int = 0,
 ) -> Checked:
     """The order check of the lines from where ``handle`` is to byte ``stop`` (or the
     end), a block of whole lines at a time, without decoding them. Where it cannot tell
     that the lines are in order, the lines must be decoded from there on, which gives
-    the exact answer. ``seen`` sees each block found in order that starts at byte
-    ``seen_from`` or later: files out of order mostly show it early, and the blocks
-    before need not be searched for links then.
+    the exact answer. ``seen`` sees each block found in order.
 
     A block qualifies when it has no backslash (so no escapes: every quote starts or
     ends a string), every mention of ``timestamp`` in it is a ``"timestamp": "..."``
@@ -122,24 +114,22 @@ def _block_times(
     lines' own times never go back either.
     """
     first = previous = b""
-    at = unseen_to = handle.tell()
+    at = handle.tell()
     for lines in _line_blocks(handle, stop):
         times = _TIMESTAMP_MENTION.findall(lines) if b"\\" not in lines else [b""]
         if times:
             if b"" in times:  # a mention that is no such pair (or an escape)
-                return Checked(first, previous, at, unseen_to)
+                return Checked(first, previous, at)
             if previous:
                 times.insert(0, previous)
             if len(set(map(len, times))) != 1 or times != sorted(times):
-                return Checked(first, previous, at, unseen_to)
+                return Checked(first, previous, at)
             first = first or times[0]
             previous = times[-1]
-        if seen is not None and at >= seen_from:
+        if seen is not None:
             seen(lines)
-        else:
-            unseen_to = at + len(lines)
         at += len(lines)
-    return Checked(first, previous, -1, unseen_to)
+    return Checked(first, previous)
 
 
 def _in_order(front: Checked, back: Checked) -> bool:
@@ -217,14 +207,15 @@ class EventFile:
     def in_time_order(self, links: Callable[[Event], None] | None = None) -> bool:
         """Whether the file's timestamps never go backwards (a cheap first pass, the back
         part of a large file checked by a helper process meanwhile). When they do,
-        ``links`` has seen every identity event of the file (some perhaps twice)."""
+        ``links`` has seen every identity event of the file that may link two ids (some
+        perhaps twice), looked for on the way: few lines can link, so it costs little."""
         start = self.helper_start()
         helper = None
         if start is not None:
             helper = Forked(partial(_back_times, self.path, start, links is not None))
         seen = None if links is None else partial(_identity_lines, links=links)
         with self.path.open("rb") as handle:
-            front = _block_times(handle, start, seen, LINKS_AFTER)
+            front = _block_times(handle, start, seen)
         sure = front.unsure_from < 0
         found: list[Link] = []  # the links in the helper's part
         if helper is not None:
@@ -235,7 +226,6 @@ class EventFile:
                 helper.cancel()
         if sure:
             if links is not None:
-                self._scan_links(links, front.unseen_to)
                 for link in found:
                     links(link_event(link))
             return True
@@ -372,14 +362,12 @@ class EventFile:
             self.last = timestamp
             yield record
 
-    def _scan_links(self, links: Callable[[Event], None], stop: int | None = None) -> None:
-        """Hand ``links`` the identity events, reading the file once without keeping or
-        reporting anything. Only lines that could hold one are decoded: a line naming
-        neither type, with no escape that could spell one, holds none. They are found
-        a block at a time, so the other lines cost next to nothing. ``stop``: the byte
-        to stop at (a line's start)."""
+    def _scan_links(self, links: Callable[[Event], None]) -> None:
+        """Hand ``links`` the identity events that may link two ids (see
+        :func:`_identity_lines`), reading the file once without keeping or reporting
+        anything."""
         with self.path.open("rb") as handle:
-            for lines in _line_blocks(handle, stop):
+            for lines in _line_blocks(handle):
                 _identity_lines(lines, links)
 
     def __iter__(self) -> Iterator[Event]:
@@ -478,7 +466,7 @@ def link_event(link: Link) -> Event:
 
 def _back_times(
     path: Path, start: int, want_links: bool
-) -> tuple[tuple[bytes, bytes, int, int], list[Link]]:
+) -> tuple[tuple[bytes, bytes, int], list[Link]]:
     """The order check of the file from byte ``start`` (a :class:`Checked`, as a plain
     tuple for marshal) and the links found there (when wanted; only complete when the
     check is sure): a helper process's share of the check."""

@@ -9,10 +9,10 @@ of the user's quiet hours.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Collection, ItemsView, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import Collection, ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import compress
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -119,9 +119,6 @@ class SentSlots(Collection[SentMessage]):
     def items(self) -> ItemsView[str, SentMessage]:
         return self._by_id.items()
 
-    def keys(self) -> KeysView[str]:
-        return self._by_id.keys()
-
     def values(self) -> ValuesView[SentMessage]:
         return self._by_id.values()
 
@@ -161,6 +158,13 @@ class QuietHours:
 
 
 _CHANNEL, _AT = itemgetter(0), itemgetter(1)  # of a SentMessage, read in C
+
+
+def _sorted_times(sent: Collection[SentMessage], channel: str | None) -> list[datetime]:
+    """What :meth:`SentSlots.times` gives, for messages held some other way."""
+    if channel is None:
+        return sorted(map(_AT, sent))
+    return sorted(compress(map(_AT, sent), map(channel.__eq__, map(_CHANNEL, sent))))
 
 
 def _crowded(times: list[datetime], at: datetime, limit: int, per: timedelta) -> bool:
@@ -280,25 +284,13 @@ class CompiledPolicies:
         future, so every window that would hold the new message is checked, not
         only the one ending at ``at``.
         """
-        everything: list[datetime] | None = None  # every channel's times, sorted
+        times = sent.times if isinstance(sent, SentSlots) else partial(_sorted_times, sent)
         for cap in self.caps:
             if len(sent) < cap.limit:
                 continue  # even every message counting and this one fit
             if cap.channel == "any":
-                if isinstance(sent, SentSlots):
-                    times = sent.times(None)
-                else:
-                    if everything is None:
-                        everything = sorted(map(_AT, sent))
-                    times = everything
-            elif cap.channel == channel:
-                if isinstance(sent, SentSlots):
-                    times = sent.times(channel)
-                else:
-                    mine = map(channel.__eq__, map(_CHANNEL, sent))
-                    times = sorted(compress(map(_AT, sent), mine))
-            else:
-                continue
-            if _crowded(times, at, cap.limit, cap.per):
+                if _crowded(times(None), at, cap.limit, cap.per):
+                    return True
+            elif cap.channel == channel and _crowded(times(channel), at, cap.limit, cap.per):
                 return True
         return False

@@ -50,8 +50,8 @@ class Router(Protocol):
     """Who places the events on workers, as the file is read."""
 
     def learn(self, event: Event) -> None:
-        """Join the ids an identity event links: every one of the file, before the first
-        event is yielded."""
+        """Join the ids an identity event links: every one of the file that may link two
+        ids (others may come too), before the first event is yielded."""
 
     def start(self) -> None:
         """Called once before :meth:`wants` is first asked (it may wait for what to want)."""

@@ -198,3 +198,37 @@ def identify(user: str, index: int) -> dict[str, Any]:
 
 def go(user: str, number: int) -> dict[str, Any]:
     return {"type": "track", "userId": user, "event": "Go", "messageId": f"go-{user}-{number}"}
+
+
+class Killer:
+    """While its ``with`` block runs, a thread kills one of ``processes`` (anything with
+    ``kill()`` and ``start()``) with SIGKILL every ``every`` seconds, picked by a seeded
+    random, and starts it again; ``kills`` counts them."""
+
+    def __init__(self, processes: Sequence[Any], *, seed: int, every: float = 2.0) -> None:
+        self.processes = processes
+        self.rng = random.Random(seed)
+        self.every = every
+        self.kills = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            victim = self.rng.choice(self.processes)
+            victim.kill()
+            self.kills += 1
+            victim.start()
+
+    def at_least(self, kills: int) -> None:
+        """Wait until ``kills`` have happened (a slow machine kills less often)."""
+        while self.kills < kills:
+            time.sleep(0.5)
+
+    def __enter__(self) -> Killer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

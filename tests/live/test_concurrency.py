@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from tests.conftest import FreshDatabases
-from tests.live.processes import EngineProcess, Load, go, identify, wait_for
+from tests.live.processes import EngineProcess, Killer, Load, go, identify, wait_for
 
 FLOW = """
 id: flow
@@ -254,20 +254,7 @@ def test_kill_9_every_two_seconds_loses_and_repeats_nothing(
     cluster = cluster_of(3)
     load = Load(cluster.engines, threads=20)
     users = [f"k{i}" for i in range(600)]
-    stop = threading.Event()
-    kills = Counter[str]()
-
-    def chaos() -> None:
-        rng = random.Random(9)
-        while not stop.wait(2.0):
-            victim = rng.choice(cluster.engines)
-            victim.kill()
-            kills["kills"] += 1
-            victim.start()
-
-    chaotic = threading.Thread(target=chaos)
-    chaotic.start()
-    try:
+    with Killer(cluster.engines, seed=9) as killer:
         goes: Counter[str] = Counter(users)
         for start in range(0, len(users), 100):
             chunk = users[start : start + 100]
@@ -276,12 +263,8 @@ def test_kill_9_every_two_seconds_loses_and_repeats_nothing(
             load.send([go(u, n) for u in chunk[:2] for n in range(1, 51)])
             goes.update({u: 50 for u in chunk[:2]})
         time.sleep(4)  # keep killing while the last timers come due
-        while kills["kills"] < 3:  # a slow machine kills less often: make it three at least
-            time.sleep(0.5)
-    finally:
-        stop.set()
-        chaotic.join()
-    assert kills["kills"] >= 3
-    print(f"\nkill -9: {kills['kills']} processes killed")
+        killer.at_least(3)
+    assert killer.kills >= 3
+    print(f"\nkill -9: {killer.kills} processes killed")
     settle(cluster, load, goes, within=30)
     check_exactly_once(cluster, load, goes)

@@ -12,7 +12,6 @@ pending, no timer left, no dead letter.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import Counter
@@ -25,7 +24,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import FreshDatabases
-from tests.live.processes import ADMIN, Load, go, identify, wait_for
+from tests.live.processes import ADMIN, Killer, Load, go, identify, wait_for
 from tests.live.test_concurrency import check_exactly_once, settled
 from tests.workers.stack import Stack
 
@@ -69,31 +68,15 @@ def send_users(load: Load, names: list[str], offset: int = 0) -> Counter[str]:
 
 def test_workers_killed_every_two_seconds(stack: Stack) -> None:
     load = Load(stack.apis, threads=8)
-    stop = threading.Event()
-    kills = Counter[str]()
-
-    def chaos() -> None:
-        rng = random.Random(8)
-        while not stop.wait(2.0):
-            victim = rng.choice(stack.workers)
-            victim.kill()
-            kills["workers"] += 1
-            victim.start()
-
-    killer = threading.Thread(target=chaos)
-    killer.start()
     goes: Counter[str] = Counter()
-    try:
+    with Killer(stack.workers, seed=8) as killer:
         for start in range(0, 1500, 250):
             goes += send_users(load, users("w", 1500)[start : start + 250], start)
             time.sleep(1)
         time.sleep(5)  # the last timers come due while the killing goes on
-    finally:
-        stop.set()
-        killer.join()
-    assert kills["workers"] >= 5
+    assert killer.kills >= 5
     repeated = finish(stack, load, goes, within=120)
-    print(f"\nworkers killed: {kills['workers']}, messages: {2 * len(goes)}, repeated: {repeated}")
+    print(f"\nworkers killed: {killer.kills}, messages: {2 * len(goes)}, repeated: {repeated}")
 
 
 def test_redis_flushed_mid_run(stack: Stack) -> None:

@@ -1,5 +1,7 @@
 """Decoding the lines of an event file: any JSON (:func:`decode_line`), or straight to
-an :class:`~engine.events.Event` (:func:`plain_line`), both by msgspec.
+an :class:`~engine.events.Event` (:func:`plain_line`), both by msgspec; and an event
+decoded once handed to another process in a form it reads back cheaply
+(:func:`event_bytes`, :func:`event_from_bytes`).
 
 Reading a file of millions of events is mostly decoding each line and checking the
 message. :func:`plain_line` does both in one pass in C for the messages SDKs write,
@@ -211,3 +213,33 @@ _KINDS: dict[type[_Message], str] = {
     kind: str(kind.__struct_config__.tag)
     for kind in (_Track, _Identify, _Page, _Screen, _Group, _Alias)
 }
+
+
+_encode_event = msgspec.msgpack.Encoder().encode
+_decode_event = msgspec.msgpack.Decoder(Event).decode
+#: How every :func:`event_bytes` starts: a MessagePack array of the event's fields (under
+#: sixteen, so one byte). No line of JSON starts so: the byte continues a UTF-8 sequence.
+_EVENT_HEAD = 0x90 | len(Event._fields)
+assert len(Event._fields) < 16
+
+
+def event_bytes(event: Event) -> bytes | None:
+    """``event`` as MessagePack for another process, which reads it back
+    (:func:`event_from_bytes`) in a third of the time its line takes to decode; None
+    when a value has no such form (of JSON's, an integer beyond 64 bits): hand over the
+    line instead."""
+    try:
+        return _encode_event(event)
+    except (OverflowError, TypeError, ValueError):  # the last two: values not from JSON
+        return None
+
+
+def is_event_bytes(data: bytes) -> bool:
+    """Whether ``data`` is :func:`event_bytes` rather than a line of JSON."""
+    return bool(data) and data[0] == _EVENT_HEAD
+
+
+def event_from_bytes(data: bytes) -> Event:
+    """The event :func:`event_bytes` gave ``data`` for, equal to it value for value (its
+    time in UTC, lists as lists, integers and floats as they were)."""
+    return _decode_event(data)

@@ -4,8 +4,11 @@
 in time order, and the file's counts), less what no journey acts on, each with the
 id of the key it belongs to, for a :class:`Router` to place on a worker. An unsorted
 file is read twice: the first pass validates every line, finds the links and asks
-the router about every event; the second reads back only the wanted lines, in time
-order, without decoding them.
+the router about every event, and spools the wanted events decoded
+(:mod:`engine.event_spool`); the second reads them back in time order. A sorted file
+is read once. Either way each event comes as :func:`~engine.event_lines.event_bytes`,
+which the worker it goes to reads back faster than its line (or as its line, where it
+has no such form).
 
 No event can be simulated before the first pass ends (the file is not in order, or
 the links are not all known), so in a large file a helper process takes the back
@@ -38,12 +41,15 @@ from engine.event_files import (
     read_lines,
     sort_key,
 )
+from engine.event_lines import event_bytes, is_event_bytes
+from engine.event_spool import Spool
 from engine.events import Event
 from engine.forked import Forked
 from engine.identity import routing_key
 
-#: (line number, line, key id, time in microseconds since the epoch).
-Routed = tuple[int, bytes, int, int]
+#: (line number, the event's bytes or else its line, key id, time in microseconds since
+#: the epoch, whether the bytes are the event's: see :func:`~engine.event_lines.event_bytes`).
+Routed = tuple[int, bytes, int, int, bool]
 
 
 class Router(Protocol):
@@ -82,64 +88,101 @@ def routed(file: EventFile, router: Router) -> Iterator[Routed]:
             file.last = event.timestamp
             if wants(event):
                 key = routing_key(event.user_id, event.anonymous_id)
-                yield number, line, key_id(key, 1), micros(event.timestamp)
+                data = event_bytes(event)
+                packed = data is not None
+                yield number, data or line, key_id(key, 1), micros(event.timestamp), packed
         return
-    ends, keys, marks = _first_pass(file, router)
-    router.placed()
-    if not keys:
-        return
-    keys.sort()
-    file.count = len(keys)
-    file.first = from_micros(keys[0] >> INDEX_BITS)
-    file.last = from_micros(keys[-1] >> INDEX_BITS)
-    with file.path.open("rb") as handle:
-        fd = handle.fileno()
-        for first in range(0, len(keys), READ_BATCH):
-            batch = [
-                (key & INDEX_MASK, key >> INDEX_BITS)
-                for key in keys[first : first + READ_BATCH]
-                if marks[(key & INDEX_MASK) - 1] >= 0
-            ]
-            if not batch:
-                continue
-            lines = read_lines(fd, ends, [number for number, _ in batch])
-            for number, moment in batch:
-                yield number, lines[number], marks[number - 1], moment
+    spool, (ends, keys, marks) = _first_pass(file, router)
+    try:
+        router.placed()
+        if not keys:
+            return
+        keys.sort()
+        file.count = len(keys)
+        file.first = from_micros(keys[0] >> INDEX_BITS)
+        file.last = from_micros(keys[-1] >> INDEX_BITS)
+        with file.path.open("rb") as handle:
+            fd = handle.fileno() if spool is None else spool.fileno()
+            for first in range(0, len(keys), READ_BATCH):
+                batch = [
+                    (key & INDEX_MASK, key >> INDEX_BITS)
+                    for key in keys[first : first + READ_BATCH]
+                    if marks[(key & INDEX_MASK) - 1] >= 0
+                ]
+                if not batch:
+                    continue
+                records = read_lines(fd, ends, [number for number, _ in batch])
+                for number, moment in batch:
+                    data = records[number]
+                    yield number, data, marks[number - 1], moment, is_event_bytes(data)
+    finally:
+        if spool is not None:
+            spool.close()
 
 
-#: Where each line ends, the sort keys, the key id of each line's event (see below).
+#: Where each line's record ends (in the spool, else in the file), the sort keys, the key
+#: id of each line's event (see below).
 FirstPass = tuple["array[int]", list[int], "array[int]"]
 
 
-def _first_pass(file: EventFile, router: Router) -> FirstPass:
-    """(where each line ends, the sort key of each valid distinct event, the key id of
-    each line's event by line number - 1, -1 where none is wanted)."""
+def _first_pass(file: EventFile, router: Router) -> tuple[Spool | None, FirstPass]:
+    """The spool of the wanted events (None: there is no room for one, their lines are
+    read from the file), and (where each line's record ends there, the sort key of each
+    valid distinct event, the key id of each line's event by line number - 1, -1 where
+    none is wanted)."""
     start = file.helper_start()
-    helper = None if start is None else Forked(partial(_read_part, file.path, start, router))
-    seen: set[str] = set()  # the front part's message ids
-    front = _read_part(file.path, 0, router, start, seen)
-    first_pass: FirstPass = array("q", [0]), [], array("i")
-    _take(file, router, front, None, first_pass)
-    if helper is not None:
-        _take(file, router, helper.result(), seen, first_pass)
-    return first_pass
+    spools: list[Spool] = []
+    try:
+        if Spool.room_for(file.path.stat().st_size):
+            spools = [Spool.create() for _ in range(1 if start is None else 2)]
+        front_spool, back_spool = [*spools, None, None][:2]
+        helper = None
+        if start is not None:
+            helper = Forked(partial(_read_part, file.path, start, router, back_spool))
+        seen: set[str] = set()  # the front part's message ids
+        front = _read_part(file.path, 0, router, front_spool, start, seen)
+        first_pass: FirstPass = array("q", [0]), [], array("i")
+        _take(file, router, front, None, first_pass)
+        if helper is not None:
+            back = helper.result()
+            base = 0
+            if front_spool is not None and back_spool is not None:
+                base = front_spool.size
+                front_spool.append(back_spool, back[-1])
+                back_spool.close()
+            _take(file, router, back, seen, first_pass, base)
+    except BaseException:
+        for spool in spools:
+            spool.close()
+        raise
+    return front_spool, first_pass
 
 
-#: A part of the first pass: where its lines end and the key id of each one's event, or
-#: -1 (arrays' bytes), the sort keys and message ids of its valid distinct events, the
-#: keys it numbered with how many wanted events each has, its links, errors and
-#: duplicates. Plain values, as a helper process hands its part back through marshal.
-Part = tuple[bytes, bytes, list[int], list[str], list[str], bytes, list[Link], list[str], int]
+#: A part of the first pass: where its lines' records end and the key id of each one's
+#: event, or -1 (arrays' bytes), the sort keys and message ids of its valid distinct
+#: events, the keys it numbered with how many wanted events each has, its links, errors
+#: and duplicates, and the size of its spool. Plain values, as a helper process hands
+#: its part back through marshal.
+Part = tuple[bytes, bytes, list[int], list[str], list[str], bytes, list[Link], list[str], int, int]
 
 
 def _read_part(
-    path: Path, start: int, router: Router, stop: int | None = None, seen: set[str] | None = None
+    path: Path,
+    start: int,
+    router: Router,
+    spool: Spool | None = None,
+    stop: int | None = None,
+    seen: set[str] | None = None,
 ) -> Part:
     """The first pass over the lines from byte ``start`` to ``stop`` (the end), with the
-    message ids met added to ``seen``."""
+    message ids met added to ``seen``, and the wanted events written to ``spool`` (a
+    record per line there, empty for the others; without a spool, the lines' own ends
+    in the file)."""
     file = EventFile(path)
     first = 1 + _lines_before(path, start)
-    ends = array("q")
+    ends = array("q")  # in the file
+    records = array("q")  # in the spool: records[k] for line first + k
+    at = 0
     marks = array("i")
     keys: list[int] = []
     message_ids: list[str] = []
@@ -147,12 +190,14 @@ def _read_part(
     weights = array("q")
     links: list[Link] = []
     wants = router.wants
-    for number, _, event in file.distinct(ends, (start, first, stop), seen):
+    write = None if spool is None else spool.handle.write
+    for number, line, event in file.distinct(ends, (start, first, stop), seen):
         keys.append(sort_key(event.timestamp, number))
         message_ids.append(event.message_id)
         if event.type in IDENTITY_TYPES:
             links.append(link_of(event))
         if len(marks) < number - first:
+            records.extend(repeat(at, number - first - len(marks)))
             marks.extend(repeat(-1, number - first - len(marks)))
         if wants(event):
             key = routing_key(event.user_id, event.anonymous_id)
@@ -162,11 +207,19 @@ def _read_part(
             else:
                 weights.append(1)
             marks.append(mark)
+            if write is not None:
+                record = event_bytes(event) or line
+                write(record)
+                at += len(record)
         else:
             marks.append(-1)
+        records.append(at)
     marks.extend(repeat(-1, len(ends) - len(marks)))  # blank or bad lines at the end
+    records.extend(repeat(at, len(ends) - len(records)))
+    if spool is not None:
+        spool.flush()
     return (
-        ends.tobytes(),
+        (ends if spool is None else records).tobytes(),
         marks.tobytes(),
         keys,
         message_ids,
@@ -175,6 +228,7 @@ def _read_part(
         links,
         file.errors,
         file.duplicates,
+        at,
     )
 
 
@@ -184,11 +238,13 @@ def _take(
     part: Part,
     before: set[str] | None,
     first_pass: FirstPass,
+    base: int = 0,
 ) -> None:
     """Add a part of the first pass to what the parts before it gave, as if one process
-    had read them all in file order: a message id met ``before`` makes a duplicate."""
+    had read them all in file order: a message id met ``before`` makes a duplicate.
+    ``base`` is where the part's spool starts in the spool it was appended to."""
     ends, keys, marks = first_pass
-    part_ends, part_marks, part_keys, message_ids, owners, weights, links, errors, dupes = part
+    part_ends, part_marks, part_keys, message_ids, owners, weights, links, errors, dupes, _ = part
     file.errors.extend(errors)
     file.duplicates += dupes
     for link in links:
@@ -199,7 +255,12 @@ def _take(
     lines = array("i")
     lines.frombytes(part_marks)
     marks.extend(ids[mark] if mark >= 0 else -1 for mark in lines)
-    ends.frombytes(part_ends)
+    if base:
+        shifted = array("q")
+        shifted.frombytes(part_ends)
+        ends.extend(map(base.__add__, shifted))
+    else:
+        ends.frombytes(part_ends)
     if before is None or before.isdisjoint(message_ids):  # nearly always: done in C
         keys.extend(part_keys)
         return

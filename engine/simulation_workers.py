@@ -45,6 +45,7 @@ import orjson
 
 from engine.catalog import Project
 from engine.event_files import EventFile, Tally, from_micros
+from engine.event_lines import event_from_bytes
 from engine.events import Event
 from engine.forked import WorkerFailed
 from engine.processor import UserState, acts_on
@@ -54,14 +55,16 @@ from engine.simulate import Simulation, Summary, collected_by_hand
 from engine.user_shards import UserShards
 
 #: Reader to worker: kind, the event's place among the wanted events, its line
-#: number, the events read so far, the length of what follows.
+#: number, the events read so far, the length of what follows (the event's bytes, or its
+#: line where it has none: see :func:`~engine.event_lines.event_bytes`).
 _INPUT = struct.Struct("<BIIQI")
-_LINE, _TICKS, _END, _FAILED = 1, 2, 3, 4
+_LINE, _TICKS, _END, _FAILED, _EVENT = 1, 2, 3, 4, 5
 #: Worker to this process: kind, length of what follows.
 _OUTPUT = struct.Struct("<BQ")
 _RECORDS, _DONE, _BROKEN = 1, 2, 3
 #: The place of the timers fired after the last event (up to the horizon).
 _AFTER_ALL = 1 << 62
+_WORKER_DIED = "a simulation worker stopped (killed?) before the end"
 #: Bytes gathered before a pipe write.
 _CHUNK = 1 << 16
 #: A worker sends its records once they hold this many bytes of trace.
@@ -189,13 +192,14 @@ def _read(file: EventFile, names_fd: int, fds: list[int]) -> NoReturn:
     shard = shards.shard
     try:
         try:
-            for place, (number, line, key, moment) in enumerate(routed(file, placement)):
+            for place, (number, data, key, moment, packed) in enumerate(routed(file, placement)):
                 read = file.count
                 owner = shard(key)
                 if ticks[owner]:
                     send_ticks(owner)
-                pipes[owner].write(pack(_LINE, place, number, read, len(line)))
-                pipes[owner].write(line)
+                kind = _EVENT if packed else _LINE
+                pipes[owner].write(pack(kind, place, number, read, len(data)))
+                pipes[owner].write(data)
                 for to, pending in enumerate(ticks):
                     if to != owner:
                         pending.append(place)
@@ -207,6 +211,8 @@ def _read(file: EventFile, names_fd: int, fds: list[int]) -> NoReturn:
                 if ticks[to]:
                     send_ticks(to)
             body, kind = pickle.dumps(file.tally()), _END
+        except BrokenPipeError:  # a worker is gone, which is what the others must say
+            body, kind = pickle.dumps(WorkerFailed(_WORKER_DIED)), _FAILED
         except Exception as exc:  # raised where the trace is merged
             body, kind = pickle.dumps(exc), _FAILED
         for pipe in pipes:
@@ -398,14 +404,20 @@ def _apply_all(
     tick: Callable[[], bool],
 ) -> tuple[dict[str, Counter[str]], int, Tally]:
     header_size, unpack = _INPUT.size, _INPUT.unpack
-    parse, take, read = file.parse_line, worker.take, pipe.read
+    parse, take, read, from_bytes = file.parse_line, worker.take, pipe.read, event_from_bytes
+    stopped = WorkerFailed(f"the reader of {file.path} stopped (killed?) before the end")
     while True:
         header = read(header_size)
         if len(header) < header_size:
-            raise WorkerFailed(f"the reader of {file.path} stopped (killed?) before the end")
+            raise stopped
         kind, worker.place, number, worker.read, length = unpack(header)
         body = read(length)
-        if kind == _LINE:
+        if len(body) < length:
+            raise stopped
+        if kind == _EVENT:
+            take(from_bytes(body))
+            tick()
+        elif kind == _LINE:
             event = parse(body, number)
             if event is not None:
                 take(event)
@@ -461,7 +473,7 @@ class _Source:
 
     def _pump(self, fd: int) -> None:
         size, unpack = _OUTPUT.size, _OUTPUT.unpack
-        died = WorkerFailed("a simulation worker stopped (killed?) before the end")
+        died = WorkerFailed(_WORKER_DIED)
         with os.fdopen(fd, "rb", buffering=_CHUNK) as pipe:
             while True:
                 header = pipe.read(size)

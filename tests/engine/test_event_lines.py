@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import InvalidMessage
-from engine.event_lines import MAX_DEPTH, decode_line, plain_line
+from engine.event_lines import (
+    MAX_DEPTH,
+    decode_line,
+    event_bytes,
+    event_from_bytes,
+    is_event_bytes,
+    plain_line,
+)
 from engine.events import Event, parse_message
 from tests.engine.test_events import _messages
 
@@ -36,14 +43,74 @@ def _general(line: bytes) -> object:
         return ("invalid", exc.field)
 
 
+def _same(a: object, b: object) -> bool:
+    """Equal, and of the same types all the way down (1 is not 1.0, a list no tuple, -0.0
+    not 0.0). A walk, not recursion: lines nest up to MAX_DEPTH."""
+    pairs = [(a, b)]
+    while pairs:
+        x, y = pairs.pop()
+        if type(x) is not type(y):
+            return False
+        if isinstance(x, dict):
+            assert isinstance(y, dict)
+            if list(x) != list(y):
+                return False
+            pairs.extend((x[k], y[k]) for k in x)
+        elif isinstance(x, list | tuple):
+            assert isinstance(y, list | tuple)
+            if len(x) != len(y):
+                return False
+            pairs.extend(zip(x, y, strict=True))
+        elif isinstance(x, float | datetime):
+            if x != y or repr(x) != repr(y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _leaves(value: Any) -> list[Any]:
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        else:
+            found.append(item)
+    return found
+
+
+def _beyond_64_bits(value: Any) -> bool:
+    return any(type(v) is int and not -(2**63) <= v < 2**64 for v in _leaves(value))
+
+
+def _crosses(event: Event) -> None:
+    """Handed to another process, ``event`` arrives value for value, or as its line (only
+    when it holds an integer MessagePack cannot)."""
+    data = event_bytes(event)
+    assert (data is None) == _beyond_64_bits(tuple(event))
+    if data is not None:
+        assert is_event_bytes(data)
+        back = event_from_bytes(data)
+        assert type(back) is Event
+        assert _same(tuple(back), tuple(event))
+        assert back.timestamp.tzinfo is UTC
+
+
 def _agrees(line: bytes) -> Event | None:
     fast = plain_line(line)
+    slow = _general(line)
+    if isinstance(slow, Event):
+        _crosses(slow)
     if fast is not None:
-        slow = _general(line)
         assert fast == slow
         assert isinstance(slow, Event)
         assert repr(fast.timestamp) == repr(slow.timestamp)
         assert type(fast.context) is type(slow.context)
+        _crosses(fast)
+    assert not is_event_bytes(line)
     return fast
 
 
@@ -154,3 +221,39 @@ def test_the_one_pass_decoder_agrees_with_the_general_path(
     except ValueError:  # a NaN the generator made: not JSON
         return
     _agrees(line)
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(properties=st.dictionaries(st.text(max_size=4), _JSON, max_size=4))
+def test_events_cross_to_another_process_value_for_value(properties: dict[str, Any]) -> None:
+    line = LINE.replace(b'{"total":1}', msgspec.json.encode(properties))
+    event = _agrees(line)
+    assert event is not None
+    data = event_bytes(event)
+    beyond = any(type(v) is int and not -(2**63) <= v < 2**64 for v in _leaves(properties))
+    assert (data is None) == beyond  # the line goes instead, and only then
+    if data is not None:
+        assert _same(event_from_bytes(data).properties, properties)
+
+
+def test_integers_beyond_64_bits_hand_over_the_line() -> None:
+    for fits in (2**64 - 1, -(2**63), 0, -1):
+        event = plain_line(LINE.replace(b'{"total":1}', b'{"n":%d}' % fits))
+        assert event is not None and event_bytes(event) is not None
+    for beyond in (2**64, -(2**63) - 1, 10**30):
+        event = plain_line(LINE.replace(b'{"total":1}', b'{"n":[1,{"m":%d}]}' % beyond))
+        assert event is not None and event_bytes(event) is None
+    assert not is_event_bytes(b"") and not is_event_bytes(b" {}")

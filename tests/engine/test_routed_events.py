@@ -10,12 +10,19 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import engine.event_files as event_files
+import engine.event_spool as event_spool
 import engine.routed_events as routed_events
-from engine.event_files import EventFile
+from engine.event_files import EventFile, micros
+from engine.event_lines import event_from_bytes, is_event_bytes
+from engine.event_spool import Spool
+from engine.events import Event
 from engine.forked import WorkerFailed
+from engine.routed_events import routed
+from tests.engine.test_event_lines import _beyond_64_bits, _same
 from tests.engine.test_simulation_workers import (
     PROJECT,
     at,
@@ -129,3 +136,96 @@ def test_a_killed_helper_fails_the_simulation_cleanly(
         simulate_in_workers(
             PROJECT, EventFile(path), 2, horizon_after, lambda chunk: None, lambda n: None
         )
+
+
+class _AllButPages:
+    """A router wanting every event but pages, numbering keys as it meets them."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def learn(self, event: Event) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def wants(self, event: Event) -> bool:
+        return event.type != "page"
+
+    def key_id(self, key: str, events: int) -> int:
+        return self.ids.setdefault(key, len(self.ids))
+
+    def placed(self) -> None:
+        pass
+
+
+def _with_odd_values(seed: int) -> list[dict[str, Any] | str]:
+    """The halves' stream, with pages (not wanted), and integers beyond 64 bits (events
+    MessagePack cannot hold) in some properties."""
+    lines = _across_the_halves(seed)
+    for n, line in enumerate(lines):
+        if isinstance(line, dict) and line.get("type") == "track":
+            if n % 7 == 0:
+                line = lines[n] = {**line, "properties": {"big": [2**64 + n, {"x": -(2**70)}]}}
+            elif n % 11 == 0:
+                lines[n] = {**line, "type": "page", "name": "Home"}
+    return lines
+
+
+def _handed_over(path: Path) -> tuple[list[tuple[int, Event, bool]], Any]:
+    """What :func:`routed` hands the workers, read back as a worker reads it."""
+    file = EventFile(path)
+    got = []
+    for number, data, _key, moment, packed in routed(file, _AllButPages()):
+        assert packed == is_event_bytes(data)
+        event = event_from_bytes(data) if packed else file.parse_line(data, number)
+        assert event is not None
+        assert micros(event.timestamp) == moment
+        got.append((number, event, packed))
+    return got, file.tally()
+
+
+@pytest.mark.usefixtures("helper")
+@pytest.mark.parametrize("sorted_file", [False, True], ids=["shuffled", "in order"])
+@pytest.mark.parametrize("spool", ["spool", "no room", "copied by hand"])
+def test_events_reach_the_workers_value_for_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sorted_file: bool, spool: str
+) -> None:
+    """The wanted events in time order, each as its bytes (from the spool, for a file
+    that is sorted first) or, where it has none, as its line; without room for a spool,
+    as lines from the file; with nothing left open."""
+    lines = _with_odd_values(6)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(  # orjson writes no integer beyond 64 bits
+        b"\n".join(
+            m.encode() if isinstance(m, str) else msgspec.json.encode(m)
+            for m in (_in_order(lines) if sorted_file else lines)
+        )
+    )
+    if spool == "no room":
+        monkeypatch.setattr(Spool, "room_for", classmethod(lambda cls, size: False))
+    elif spool == "copied by hand":
+
+        def refused(*args: Any) -> int:
+            raise OSError(18, "Invalid cross-device link")
+
+        monkeypatch.setattr(event_spool.os, "copy_file_range", refused)
+    expected_file = EventFile(path)
+    expected = [(n, e) for n, _, e in expected_file.records() if e.type != "page"]
+    open_before = len(os.listdir("/proc/self/fd"))
+    got, tally = _handed_over(path)
+    assert len(os.listdir("/proc/self/fd")) == open_before
+    assert tally == expected_file.tally()
+    assert [n for n, _, _ in got] == [n for n, _ in expected]
+    assert all(
+        _same(tuple(mine), tuple(theirs))
+        for (_, mine, _), (_, theirs) in zip(got, expected, strict=True)
+    )
+    as_lines = {n for n, event, packed in got if not packed}
+    beyond = {n for n, event, _ in got if _beyond_64_bits(tuple(event))}
+    assert len(beyond) > 10 and len(got) > 1000
+    if spool == "no room" and not sorted_file:
+        assert as_lines == {n for n, _, _ in got}  # read back from the file
+    else:
+        assert as_lines == beyond

@@ -55,9 +55,11 @@ from engine.simulate import Simulation, Summary, collected_by_hand
 from engine.user_shards import UserShards
 
 #: Reader to worker: kind, the event's place among the wanted events, its line
-#: number, the events read so far, the length of what follows (the event's bytes, or its
-#: line where it has none: see :func:`~engine.event_lines.event_bytes`).
-_INPUT = struct.Struct("<BIIQI")
+#: number, the events read so far, the length of the ticks that follow (pairs of place
+#: and time, to fire timers at before the event), the length of what follows them (the
+#: event's bytes, or its line where it has none: see
+#: :func:`~engine.event_lines.event_bytes`).
+_INPUT = struct.Struct("<BIIQII")
 _LINE, _TICKS, _END, _FAILED, _EVENT = 1, 2, 3, 4, 5
 #: Worker to this process: kind, length of what follows.
 _OUTPUT = struct.Struct("<BQ")
@@ -65,6 +67,8 @@ _RECORDS, _DONE, _BROKEN = 1, 2, 3
 #: The place of the timers fired after the last event (up to the horizon).
 _AFTER_ALL = 1 << 62
 _WORKER_DIED = "a simulation worker stopped (killed?) before the end"
+#: Ticks (numbers: two a tick) held for a worker before they go without an event.
+_TICKS_HELD = 8192
 #: Bytes gathered before a pipe write.
 _CHUNK = 1 << 16
 #: A worker sends its records once they hold this many bytes of trace.
@@ -185,27 +189,34 @@ def _read(file: EventFile, names_fd: int, fds: list[int]) -> NoReturn:
 
     def send_ticks(to: int) -> None:
         body = ticks[to].tobytes()
-        pipes[to].write(pack(_TICKS, 0, 0, read, len(body)))
+        pipes[to].write(pack(_TICKS, 0, 0, read, len(body), 0))
         pipes[to].write(body)
         del ticks[to][:]
 
     shard = shards.shard
+    others = [
+        [(to, ticks[to]) for to in range(len(fds)) if to != owner] for owner in range(len(fds))
+    ]
     try:
         try:
             for place, (number, data, key, moment, packed) in enumerate(routed(file, placement)):
                 read = file.count
                 owner = shard(key)
-                if ticks[owner]:
-                    send_ticks(owner)
                 kind = _EVENT if packed else _LINE
-                pipes[owner].write(pack(kind, place, number, read, len(data)))
-                pipes[owner].write(data)
-                for to, pending in enumerate(ticks):
-                    if to != owner:
-                        pending.append(place)
-                        pending.append(moment)
-                        if len(pending) >= 8192:
-                            send_ticks(to)
+                pipe, pending = pipes[owner], ticks[owner]
+                if pending:  # the ticks since its last event go with this one
+                    body = pending.tobytes()
+                    del pending[:]
+                    pipe.write(pack(kind, place, number, read, len(body), len(data)))
+                    pipe.write(body)
+                else:
+                    pipe.write(pack(kind, place, number, read, 0, len(data)))
+                pipe.write(data)
+                for to, pending in others[owner]:
+                    pending.append(place)
+                    pending.append(moment)
+                    if len(pending) >= _TICKS_HELD:
+                        send_ticks(to)
             read = file.count
             for to in range(len(fds)):
                 if ticks[to]:
@@ -216,7 +227,7 @@ def _read(file: EventFile, names_fd: int, fds: list[int]) -> NoReturn:
         except Exception as exc:  # raised where the trace is merged
             body, kind = pickle.dumps(exc), _FAILED
         for pipe in pipes:
-            pipe.write(pack(kind, 0, 0, read, len(body)))
+            pipe.write(pack(kind, 0, 0, read, 0, len(body)))
             pipe.write(body)
             pipe.close()
     except BaseException:  # a worker stopped reading (a broken pipe), or worse
@@ -410,10 +421,16 @@ def _apply_all(
         header = read(header_size)
         if len(header) < header_size:
             raise stopped
-        kind, worker.place, number, worker.read, length = unpack(header)
-        body = read(length)
-        if len(body) < length:
+        kind, place, number, worker.read, ticked, length = unpack(header)
+        body = read(ticked + length)
+        if len(body) < ticked + length:
             raise stopped
+        if ticked:  # fired before what follows them
+            ticks = array("q")
+            ticks.frombytes(body[:ticked])
+            _tick(worker, ticks)
+            body = body[ticked:]
+        worker.place = place
         if kind == _EVENT:
             take(from_bytes(body))
             tick()
@@ -423,7 +440,7 @@ def _apply_all(
                 take(event)
                 tick()
         elif kind == _TICKS:
-            _tick(worker, array("q", body))
+            pass  # ticks alone, fired above
         elif kind == _END:
             file.adopt(pickle.loads(body))
             horizon = horizon_after(file.last)

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import engine.simulation_workers as simulation_workers
 from engine.catalog import Project
 from engine.event_files import EventFile
 from engine.events import parse_message
@@ -185,6 +186,19 @@ def test_workers_write_the_trace_one_process_writes(
     assert split == alone
     assert split_end == alone_end
     assert len(alone_end[4]) == 2  # the two bad lines, reported once
+
+
+@pytest.mark.parametrize("held", [2, 6])
+def test_ticks_sent_without_an_event_fire_the_same_timers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: int
+) -> None:
+    """A worker given no event for a while gets its ticks alone (at most ``held`` numbers
+    wait); they fire its timers where the ticks that come with an event do."""
+    monkeypatch.setattr(simulation_workers, "_TICKS_HELD", held)
+    path = write(tmp_path / "events.jsonl", busy_stream(3))
+    alone = in_one_process(PROJECT, path)
+    for workers in (2, 3):
+        assert in_workers(PROJECT, path, workers) == alone
 
 
 def test_send_heavy_journeys_split_alike(tmp_path: Path) -> None:

@@ -6,14 +6,11 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import orjson
 import typer
 
-from engine.analytics.report import build_report
-from engine.analytics.shape import journey_shape
-from engine.analytics.tally import SimulationStats
 from engine.channels.plugins import load_plugins
 from engine.durations import iso_z as iso
 from engine.errors import CompileError, EngineError
@@ -26,6 +23,9 @@ from engine.project import Project, compile_project
 from engine.simulate import Simulation, Summary, collected_by_hand
 from engine.simulation_workers import WorkerSimulation
 from engine.spec import Journey, Policies
+
+if TYPE_CHECKING:  # the reports are imported when asked for (``--stats``): a faster start
+    from engine.analytics.tally import SimulationStats
 
 DEFAULT_HORIZON = timedelta(days=30)
 
@@ -141,7 +141,11 @@ def simulate(
         else:
             out.write(lines.decode())
 
-    watcher = SimulationStats(project) if stats else None
+    watcher = None
+    if stats:
+        from engine.analytics.tally import SimulationStats
+
+        watcher = SimulationStats(project)
     simulation: Simulation | None = None
     if split is not None:
         split.start(project, lambda last: _horizon(horizon, last))
@@ -242,6 +246,8 @@ def _print_stats(
     """The report of every journey over the simulated stream, as ``journey stats`` prints it."""
     from rich.console import Console
 
+    from engine.analytics.report import build_report
+    from engine.analytics.shape import journey_shape
     from engine.analytics.tables import print_report, summary_table
 
     now = end or datetime.now(UTC)

@@ -40,7 +40,6 @@ from engine.runs import (
 from engine.signed_links import SIMULATION_SECRET_KEY
 
 TraceLine = dict[str, Any]
-MOMENTS_KEPT = 4096
 #: Events between two moves of what is alive into the collector's permanent generation.
 FREEZE_EVERY = 1_000
 #: Moves in a row that found no garbage before collecting is left to the occasional check.
@@ -158,9 +157,6 @@ class Simulation:
             if isinstance(node, SendNode)
             for attempt in node.attempts
         }
-        # Trace lines share their moments (a run's lines, the end of quiet hours...):
-        # each is formatted once.
-        self._moments: dict[datetime, str] = {}
 
     @property
     def users(self) -> dict[str, UserState]:
@@ -208,12 +204,7 @@ class Simulation:
 
     def moment(self, at: datetime) -> str:
         """``at`` as trace lines write it."""
-        text = self._moments.get(at)
-        if text is None:
-            if len(self._moments) >= MOMENTS_KEPT:
-                self._moments.clear()
-            text = self._moments[at] = iso_z(at)
-        return text
+        return iso_z(at)
 
     def fact(self, user: UserState, kind: str, fact: RunFact) -> None:
         self.summary.add(fact.journey_id, kind)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from engine.durations import next_local_time, parse_duration, parse_time_of_day
+from engine.durations import iso_z, next_local_time, parse_duration, parse_time_of_day
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -151,3 +153,37 @@ def test_fall_back_before_first_pass_picks_the_first_0130() -> None:
 def test_fall_back_second_0130_is_the_first_instant_after_now() -> None:
     now = _utc(2026, 11, 1, 5, 45)  # 01:45 EDT
     assert next_local_time(now, time(1, 30), NEW_YORK) == _utc(2026, 11, 1, 6, 30)
+
+
+_ZONES = st.sampled_from(
+    [
+        UTC,
+        timezone(timedelta(hours=0)),
+        timezone(timedelta(hours=8)),
+        timezone(timedelta(hours=-5, minutes=-30)),
+    ]
+    + [ZoneInfo(name) for name in ("Asia/Shanghai", "America/New_York", "Europe/Berlin", "UTC")]
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31), timezones=_ZONES
+    )
+    | st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31))
+)
+def test_instants_are_written_in_utc_as_isoformat_writes_them(moment: datetime) -> None:
+    """``iso_z`` writes what ``isoformat()`` writes of the instant in UTC, ``Z`` for the
+    offset: seconds, or six digits of microseconds when there are some; a naive moment
+    is local time."""
+    expected = moment.astimezone(UTC).isoformat()
+    assert expected.endswith("+00:00")
+    assert iso_z(moment) == expected[:-6] + "Z"
+
+
+def test_instants_keep_their_digits() -> None:
+    assert iso_z(datetime(2026, 3, 1, tzinfo=UTC)) == "2026-03-01T00:00:00Z"
+    assert iso_z(datetime(2026, 3, 1, 0, 0, 0, 9, tzinfo=UTC)) == "2026-03-01T00:00:00.000009Z"
+    shanghai = datetime(2026, 3, 1, 8, 0, 0, 146000, tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert iso_z(shanghai) == "2026-03-01T00:00:00.146000Z"

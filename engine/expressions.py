@@ -90,6 +90,14 @@ class JourneySandbox(ImmutableSandboxedEnvironment):
         return {**self.globals, **(d or {})}
 
 
+def new_context(template: jinja2.Template, scope: Scope) -> Context:
+    """A context to render ``template`` in ``scope`` (which it never changes), as
+    ``template.new_context(scope)`` makes it, with the template's globals merged in a
+    dict display rather than by Jinja's ``dict(globals, **scope)``, which takes twice as
+    long (a context per render and per condition)."""
+    return template.new_context({**template.globals, **scope}, shared=True)
+
+
 def make_sandbox(*, autoescape: bool = False) -> JourneySandbox:
     """A sandbox that fails on undefined names (templates) and can autoescape (html)."""
     return JourneySandbox(
@@ -127,13 +135,12 @@ def compile_condition(source: str) -> Callable[[Scope], bool]:
         template = _expression_template(source)
     except jinja2.TemplateSyntaxError as exc:
         raise ExpressionSyntaxError(f"invalid expression {source!r}: {exc.message}") from None
-    new_context = template.new_context
     evaluate = template.root_render_func
 
     def condition(scope: Scope) -> bool:
         try:
             with limits.limited(limits.CONDITION):
-                context = new_context(scope)  # type: ignore[arg-type]  # a copy is taken
+                context = new_context(template, scope)
                 for _ in evaluate(context):
                     pass
                 return bool(context.vars["result"])

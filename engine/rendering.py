@@ -26,7 +26,7 @@ import jinja2.meta
 
 from engine.channels import ChannelSpec
 from engine.errors import RenderError
-from engine.expressions import make_sandbox
+from engine.expressions import make_sandbox, new_context
 from engine.template_limits import RENDER, limited
 
 MAX_PART_CHARS = 256 * 1024
@@ -147,13 +147,13 @@ class MessageParts:
 
 def _context(source: PartSource, scope: Mapping[str, Any]) -> jinja2.runtime.Context:
     if not source.has_definitions:
-        return source.template.new_context(scope)  # type: ignore[arg-type]  # copied
+        return new_context(source.template, scope)
     # A block rendered on its own does not run the template's top level, where
     # macros and {% set %} live; run it once and hand its exports to the blocks.
     names = dict(scope)
     module = source.template.make_module(dict(scope))
     names.update((k, v) for k, v in vars(module).items() if not k.startswith("_"))
-    return source.template.new_context(names)
+    return new_context(source.template, names)
 
 
 _DEFINITIONS = (

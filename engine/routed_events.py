@@ -135,7 +135,8 @@ def _first_pass(file: EventFile, router: Router) -> tuple[Spool | None, FirstPas
     try:
         if Spool.room_for(file.path.stat().st_size):
             spools = [Spool.create() for _ in range(1 if start is None else 2)]
-        front_spool, back_spool = [*spools, None, None][:2]
+        front_spool = spools[0] if spools else None
+        back_spool = spools[1] if len(spools) > 1 else None
         helper = None
         if start is not None:
             helper = Forked(partial(_read_part, file.path, start, router, back_spool))
@@ -197,7 +198,8 @@ def _read_part(
         if event.type in IDENTITY_TYPES:
             links.append(link_of(event))
         if len(marks) < number - first:
-            records.extend(repeat(at, number - first - len(marks)))
+            if write is not None:
+                records.extend(repeat(at, number - first - len(marks)))
             marks.extend(repeat(-1, number - first - len(marks)))
         if wants(event):
             key = routing_key(event.user_id, event.anonymous_id)
@@ -213,10 +215,11 @@ def _read_part(
                 at += len(record)
         else:
             marks.append(-1)
-        records.append(at)
+        if write is not None:
+            records.append(at)
     marks.extend(repeat(-1, len(ends) - len(marks)))  # blank or bad lines at the end
-    records.extend(repeat(at, len(ends) - len(records)))
     if spool is not None:
+        records.extend(repeat(at, len(ends) - len(records)))
         spool.flush()
     return (
         (ends if spool is None else records).tobytes(),

@@ -66,6 +66,7 @@ _OUTPUT = struct.Struct("<BQ")
 _RECORDS, _DONE, _BROKEN = 1, 2, 3
 #: The place of the timers fired after the last event (up to the horizon).
 _AFTER_ALL = 1 << 62
+#: What a worker gone before the end leaves the others to say.
 _WORKER_DIED = "a simulation worker stopped (killed?) before the end"
 #: Ticks (numbers: two a tick) held for a worker before they go without an event.
 _TICKS_HELD = 8192

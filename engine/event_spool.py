@@ -32,7 +32,6 @@ class Spool:
 
     def __init__(self, handle: BinaryIO) -> None:
         self.handle = handle
-        self.size = 0
 
     @classmethod
     def room_for(cls, file_size: int) -> bool:
@@ -48,34 +47,34 @@ class Spool:
         """An empty spool. Raises OSError when no temporary file can be made."""
         return cls(tempfile.TemporaryFile(buffering=_BUFFER))  # type: ignore[arg-type]
 
-    def flush(self) -> int:
+    def flush(self) -> None:
         """Hand what was written through ``handle`` to the file (a forked writer flushes
-        before it exits); the spool's size."""
+        before it exits)."""
         self.handle.flush()
-        self.size = self.handle.tell()
-        return self.size
+
+    def size(self) -> int:
+        """The bytes the file holds: what was flushed, by this process or another."""
+        return os.fstat(self.fileno()).st_size
 
     def fileno(self) -> int:
         return self.handle.fileno()
 
-    def append(self, other: Spool, size: int) -> None:
-        """Copy the first ``size`` bytes of ``other`` (written by another process, which
-        has flushed them) after what this spool holds."""
+    def append(self, other: Spool) -> None:
+        """Copy what ``other`` holds (written by another process, which has flushed it)
+        after what this spool holds."""
         self.flush()
         source, target = other.fileno(), self.fileno()
+        size, base = other.size(), self.size()
         done = 0
         while done < size:
             count = min(_COPY, size - done)
             try:
-                copied = os.copy_file_range(source, target, count, done, self.size + done)
+                copied = os.copy_file_range(source, target, count, done, base + done)
             except (AttributeError, OSError):  # not Linux, or not between these files
-                data = os.pread(source, count, done)
-                copied = os.pwrite(target, data, self.size + done)
+                copied = os.pwrite(target, os.pread(source, count, done), base + done)
             if copied <= 0:
                 raise OSError(f"a spool of the first pass ended early ({done} of {size} bytes)")
             done += copied
-        self.size += size
-        self.handle.seek(self.size)
 
     def close(self) -> None:
         self.handle.close()

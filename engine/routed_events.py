@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
+from contextlib import nullcontext
 from functools import partial
 from itertools import repeat
 from pathlib import Path
@@ -101,8 +102,9 @@ def routed(file: EventFile, router: Router) -> Iterator[Routed]:
         file.count = len(keys)
         file.first = from_micros(keys[0] >> INDEX_BITS)
         file.last = from_micros(keys[-1] >> INDEX_BITS)
-        with file.path.open("rb") as handle:
-            fd = handle.fileno() if spool is None else spool.fileno()
+        # The records are read back from the spool, else the lines from the file.
+        with file.path.open("rb") if spool is None else nullcontext(spool) as source:
+            fd = source.fileno()
             for first in range(0, len(keys), READ_BATCH):
                 batch = [
                     (key & INDEX_MASK, key >> INDEX_BITS)
@@ -148,8 +150,8 @@ def _first_pass(file: EventFile, router: Router) -> tuple[Spool | None, FirstPas
             back = helper.result()
             base = 0
             if front_spool is not None and back_spool is not None:
-                base = front_spool.size
-                front_spool.append(back_spool, back[-1])
+                base = front_spool.size()
+                front_spool.append(back_spool)
                 back_spool.close()
             _take(file, router, back, seen, first_pass, base)
     except BaseException:
@@ -162,9 +164,8 @@ def _first_pass(file: EventFile, router: Router) -> tuple[Spool | None, FirstPas
 #: A part of the first pass: where its lines' records end and the key id of each one's
 #: event, or -1 (arrays' bytes), the sort keys and message ids of its valid distinct
 #: events, the keys it numbered with how many wanted events each has, its links, errors
-#: and duplicates, and the size of its spool. Plain values, as a helper process hands
-#: its part back through marshal.
-Part = tuple[bytes, bytes, list[int], list[str], list[str], bytes, list[Link], list[str], int, int]
+#: and duplicates. Plain values, as a helper process hands its part back through marshal.
+Part = tuple[bytes, bytes, list[int], list[str], list[str], bytes, list[Link], list[str], int]
 
 
 def _read_part(
@@ -231,7 +232,6 @@ def _read_part(
         links,
         file.errors,
         file.duplicates,
-        at,
     )
 
 
@@ -247,7 +247,7 @@ def _take(
     had read them all in file order: a message id met ``before`` makes a duplicate.
     ``base`` is where the part's spool starts in the spool it was appended to."""
     ends, keys, marks = first_pass
-    part_ends, part_marks, part_keys, message_ids, owners, weights, links, errors, dupes, _ = part
+    part_ends, part_marks, part_keys, message_ids, owners, weights, links, errors, dupes = part
     file.errors.extend(errors)
     file.duplicates += dupes
     for link in links:

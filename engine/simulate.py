@@ -202,10 +202,6 @@ class Simulation:
 
     # -- effects --
 
-    def moment(self, at: datetime) -> str:
-        """``at`` as trace lines write it."""
-        return iso_z(at)
-
     def fact(self, user: UserState, kind: str, fact: RunFact) -> None:
         self.summary.add(fact.journey_id, kind)
         if self.observer is not None:
@@ -213,7 +209,7 @@ class Simulation:
         self.emit(
             {
                 "type": kind,
-                "at": self.moment(fact.at),
+                "at": iso_z(fact.at),
                 "journey": fact.journey_id,
                 "user_id": user.user_id,
             }
@@ -281,7 +277,7 @@ class Simulation:
         self.emit(
             {
                 "type": "message",
-                "at": self.moment(at),
+                "at": iso_z(at),
                 "journey": ref.journey_id,
                 "step": ref.step,
                 "user_id": user.user_id,
